@@ -1,0 +1,108 @@
+# duet: one Makefile for the daemons, the libraries and every test.
+#   make            build (build/)
+#   make check      deps, build, every test; ends with "N passed, N failed"
+#   make check SAN=1  the same under ASan+UBSan, built in build-san/
+#   make fuzz       libFuzzer targets (clang)
+#   make demo       deps, build, a primary and a mirror on loopback
+#   make deps       install the Debian packages (root) or print the command
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+
+ifeq ($(SAN),1)
+B        := build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+B        := build
+SANFLAGS :=
+endif
+
+PKGS     := libevent_openssl libevent_pthreads libconfig openssl
+CPPFLAGS += -I. -D_GNU_SOURCE
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -pthread $(SANFLAGS) \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS  += -pthread $(SANFLAGS)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+PROTO_SRC  := $(wildcard proto/*.c)
+COMMON_SRC := $(wildcard common/*.c)
+MIRROR_SRC := $(wildcard mirror/*.c)
+PRIMARY_SRC:= $(wildcard primary/*.c)
+UNIT_SRC   := $(wildcard tests/unit/check_*.c)
+PEER_SRC   := $(wildcard tests/peer/*.c)
+BENCH_SRC  := $(wildcard bench/*.c)
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+
+obj = $(patsubst %.c,$(B)/%.o,$(1))
+
+LIBPROTO  := $(B)/libproto.a
+LIBCOMMON := $(B)/libcommon.a
+BINS      := $(B)/duet-mirror \
+             $(if $(PRIMARY_SRC),$(B)/duet-primary) \
+             $(if $(PEER_SRC),$(B)/duet-testpeer)
+UNITS     := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+BENCHES   := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
+FUZZERS   := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+
+.PHONY: all check deps demo fuzz fuzz-if-clang bench clean install
+all: $(BINS) $(UNITS) $(BENCHES)
+
+$(B)/%.o: %.c $(wildcard */*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIBPROTO): $(call obj,$(PROTO_SRC))
+	$(AR) rcs $@ $^
+$(LIBCOMMON): $(call obj,$(COMMON_SRC))
+	$(AR) rcs $@ $^
+
+LIBS := $(LIBCOMMON) $(LIBPROTO)
+
+$(B)/duet-mirror: $(call obj,$(MIRROR_SRC)) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/duet-primary: $(call obj,$(PRIMARY_SRC)) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/duet-testpeer: $(call obj,$(PEER_SRC)) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/tests/%: $(B)/tests/unit/%.o $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+$(B)/bench/%: $(B)/bench/%.o $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# libFuzzer targets: clang only, their own directory, the sources they need.
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE
+build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC) $(wildcard proto/*.h)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(PROTO_SRC)
+fuzz: $(FUZZERS)
+
+deps:
+	@sh tests/deps.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory fuzz-if-clang
+	@B=$(B) SAN=$(SAN) sh tests/run.sh
+
+fuzz-if-clang:
+	@if command -v clang >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory fuzz; fi
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh tests/demo.sh $(B)
+
+bench: all
+	@sh bench/run.sh $(B)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0755 $(filter-out %testpeer,$(BINS)) $(DESTDIR)$(PREFIX)/sbin/
+
+clean:
+	rm -rf build build-san build-fuzz

@@ -1,0 +1,122 @@
+/*
+ * log.c: see log.h. fatal() exits with EX_SOFTWARE (70): it is for "cannot
+ * go on", start-up errors with their own sysexits code exit in main.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <sysexits.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+static int log_fg = 1;
+static int log_verbose;
+static char log_volume[64];
+
+void
+log_init(const char *ident, int foreground, int verbose)
+{
+	log_fg = foreground;
+	log_verbose = verbose;
+	if (!foreground)
+		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void
+log_setvolume(const char *volume)
+{
+	snprintf(log_volume, sizeof(log_volume), "%s", volume ? volume : "");
+}
+
+void log_setverbose(int verbose) { log_verbose = verbose; }
+int log_getverbose(void) { return log_verbose; }
+
+static void
+vlog(int pri, const char *fmt, va_list ap, const char *suffix)
+{
+	char msg[1024];
+	int n;
+
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (n < 0)
+		return;
+	if (suffix != NULL && (size_t)n < sizeof(msg))
+		snprintf(msg + n, sizeof(msg) - n, ": %s", suffix);
+	if (log_fg) {
+		static const char *lvl[] = {
+			[LOG_ERR] = "error", [LOG_WARNING] = "warning",
+			[LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+		};
+		fprintf(stderr, "%s%s%s%s: %s\n",
+		    log_volume[0] ? "[" : "", log_volume,
+		    log_volume[0] ? "] " : "", lvl[pri] ? lvl[pri] : "log", msg);
+	} else if (log_volume[0]) {
+		syslog(pri, "[%s] %s", log_volume, msg);
+	} else {
+		syslog(pri, "%s", msg);
+	}
+}
+
+#define LOGFN(name, pri, cond, suffix)			\
+void								\
+name(const char *fmt, ...)					\
+{								\
+	int saved = errno;					\
+	va_list ap;						\
+	if (!(cond))						\
+		return;						\
+	va_start(ap, fmt);					\
+	vlog(pri, fmt, ap, suffix);				\
+	va_end(ap);						\
+	errno = saved;						\
+}
+
+LOGFN(log_warn, LOG_WARNING, 1, strerror(saved))
+LOGFN(log_warnx, LOG_WARNING, 1, NULL)
+LOGFN(log_info, LOG_INFO, 1, NULL)
+LOGFN(log_debug, LOG_DEBUG, log_verbose > 0, NULL)
+
+void
+fatal(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_ERR, fmt, ap, strerror(saved));
+	va_end(ap);
+	exit(EX_SOFTWARE);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_ERR, fmt, ap, NULL);
+	va_end(ap);
+	exit(EX_SOFTWARE);
+}
+
+void
+verify_failed(const char *expr, const char *file, int line)
+{
+	/* abort, not exit: leave a core for an invariant that broke. */
+	log_warnx("invariant failed: %s at %s:%d", expr, file, line);
+	abort();
+}
+
+uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

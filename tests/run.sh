@@ -1,0 +1,71 @@
+#!/bin/sh
+# Runs every test: the Check unit suites, the fuzz targets (briefly, when
+# built), the integration and fault scripts. Each Check test counts as one;
+# each script counts as one (exit 0 pass, 77 skip, anything else fail).
+# Ends with one line: "N passed, N failed" (", N skipped" when any were).
+set -u
+B=${B:-build}
+export DUET_BUILD="$PWD/$B"
+pass=0 fail=0 skip=0
+log=$(mktemp -d /tmp/duet-check.XXXXXX)
+failed_names=""
+
+for t in "$B"/tests/check_*; do
+	[ -x "$t" ] || continue
+	name=$(basename "$t")
+	CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-4} "$t" >"$log/$name.out" 2>&1
+	rc=$?
+	line=$(grep -E '^[0-9]+%: Checks: ' "$log/$name.out" | tail -1)
+	n=$(echo "$line" | sed -n 's/.*Checks: \([0-9]*\).*/\1/p')
+	f=$(echo "$line" | sed -n 's/.*Failures: \([0-9]*\).*/\1/p')
+	e=$(echo "$line" | sed -n 's/.*Errors: \([0-9]*\).*/\1/p')
+	if [ -z "$n" ]; then
+		echo "FAIL $name (no result line, exit $rc)"; sed 's/^/    /' "$log/$name.out" | tail -20
+		fail=$((fail + 1)); failed_names="$failed_names $name"; continue
+	fi
+	pass=$((pass + n - f - e)); fail=$((fail + f + e))
+	if [ $((f + e)) -gt 0 ] || [ $rc -ne 0 ]; then
+		echo "FAIL $name: $line"; grep -E ':[EF]:' "$log/$name.out" | sed 's/^/    /'
+		failed_names="$failed_names $name"
+		[ $((f + e)) -eq 0 ] && fail=$((fail + 1))
+	else
+		echo "ok   $name: $n checks"
+	fi
+done
+
+for t in build-fuzz/fuzz_*; do
+	[ -x "$t" ] || continue
+	name=$(basename "$t")
+	if "$t" -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=2048 \
+		>"$log/$name.out" 2>&1; then
+		echo "ok   $name: $(grep -o 'Done [0-9]* runs' "$log/$name.out")"
+		pass=$((pass + 1))
+	else
+		echo "FAIL $name"; tail -30 "$log/$name.out" | sed 's/^/    /'
+		fail=$((fail + 1)); failed_names="$failed_names $name"
+	fi
+done
+
+for t in tests/integration/[0-9]*.sh tests/fault/[0-9]*.sh; do
+	[ -f "$t" ] || continue
+	name=$(basename "$t" .sh)
+	start=$(date +%s)
+	timeout -k 10 "${TEST_TIMEOUT:-300}" sh "$t" >"$log/$name.out" 2>&1
+	rc=$?
+	secs=$(( $(date +%s) - start ))
+	case $rc in
+	0) echo "ok   $name (${secs}s)"; pass=$((pass + 1)) ;;
+	77) echo "skip $name: $(grep '^SKIP' "$log/$name.out" | tail -1)"; skip=$((skip + 1)) ;;
+	*) echo "FAIL $name (exit $rc, ${secs}s)"; tail -30 "$log/$name.out" | sed 's/^/    /'
+	   fail=$((fail + 1)); failed_names="$failed_names $name" ;;
+	esac
+done
+
+[ -n "$failed_names" ] && echo "failed:$failed_names (logs in $log)"
+[ -z "$failed_names" ] && rm -rf "$log"
+if [ "$skip" -gt 0 ]; then
+	echo "$pass passed, $fail failed, $skip skipped"
+else
+	echo "$pass passed, $fail failed"
+fi
+[ "$fail" -eq 0 ]
