@@ -1,0 +1,63 @@
+/*
+ * config.h: one libconfig file per volume (DESIGN.md "Interfaces").
+ * config_load() checks the whole schema: unknown keys, wrong types, bad
+ * sizes and missing files are refused with "FILE:LINE: key: reason".
+ */
+#ifndef DUET_CONFIG_H
+#define DUET_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum repl_mode { MODE_SYNC, MODE_MEMSYNC, MODE_ASYNC };
+
+struct config {
+	char     path[4096];		/* the file this came from */
+
+	/* volume */
+	char     vol_name[64];		/* [A-Za-z0-9._-]+ */
+	char     vol_path[4096];
+	uint64_t vol_size;		/* bytes, > 0, multiple of 4096 */
+	char     vol_metadata[4096];
+	uint32_t extent_size;		/* default 64K, power of two, 4K..64M */
+
+	/* primary (optional section; defaults when absent) */
+	char     nbd_socket[108];	/* default /run/duet/NAME.nbd */
+	char     nbd_listen[256];	/* "" = none; "host:port" */
+	char     mirror_addr[256];	/* "host:port" */
+	enum repl_mode mode;		/* default sync */
+	uint32_t max_inflight;		/* default 1024 */
+	uint64_t max_inflight_bytes;	/* default 64M */
+
+	/* mirror (optional section; defaults when absent) */
+	char     listen[256];		/* default "0.0.0.0:7790" */
+	uint32_t task_groups;		/* default 4, 1..256 */
+	uint32_t tasks_per_group;	/* default 4, 1..256 */
+	uint64_t range_size;		/* default 256M, power of two, >= 64K */
+
+	/* tls (required) */
+	char     tls_ca[4096];
+	char     tls_cert[4096];
+	char     tls_key[4096];
+	char     tls_peer_name[256];
+
+	/* status (optional) */
+	char     status_socket[108];	/* default /run/duet/NAME.status */
+	char     status_group[64];	/* default "" = the daemon's group */
+};
+
+/*
+ * Loads and checks path into *cfg. Returns 0, or -1 with a one-line message
+ * "path:line: key: reason" (or "path: reason") in err[errlen].
+ */
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
+
+/*
+ * Parses a size: a decimal integer with an optional K/M/G/T suffix (binary
+ * multiples, case-insensitive). Returns 0 or -1 (bad syntax or overflow).
+ */
+int config_parse_size(const char *s, uint64_t *out);
+
+const char *config_mode_name(enum repl_mode m);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * storage.h: the volume's backing store, a regular file or a block device.
+ * Blocking calls, made from worker threads. Each returns 0 or -errno.
+ * Short reads and writes are looped.
+ */
+#ifndef DUET_STORAGE_H
+#define DUET_STORAGE_H
+
+#include <stdint.h>
+
+struct storage {
+	int      st_fd;
+	int      st_blockdev;	/* 1: block device */
+	uint64_t st_size;	/* the configured volume size */
+	char     st_path[4096];
+};
+
+/*
+ * Opens path read-write. A missing regular file is created sparse at size.
+ * A file or device smaller than size is refused (-EFBIG... see errmsg); a
+ * larger one is used up to size. On failure returns -errno and writes a
+ * message naming the path into err[errlen].
+ */
+int storage_open(struct storage *st, const char *path, uint64_t size,
+    char *err, size_t errlen);
+void storage_close(struct storage *st);
+
+int storage_read(struct storage *st, void *buf, uint64_t len, uint64_t off);
+int storage_write(struct storage *st, const void *buf, uint64_t len,
+    uint64_t off);
+/* Punch a hole (BLKDISCARD on devices); reads back as zeros afterwards on
+ * files. On devices whose discard does not zero, trim is advisory. */
+int storage_trim(struct storage *st, uint64_t len, uint64_t off);
+/* Zero the span: FALLOC_FL_ZERO_RANGE (or punch when !no_hole), BLKZEROOUT
+ * on devices; falls back to writing zeros where those are unsupported. */
+int storage_write_zeroes(struct storage *st, uint64_t len, uint64_t off,
+    int no_hole);
+int storage_flush(struct storage *st);	/* fdatasync */
+
+/* Data/hole map for files (SEEK_DATA/SEEK_HOLE): the next data extent at or
+ * after off, as [*data_off, *data_off + *data_len). Returns 0, 1 when no data
+ * remains, or -errno. Devices report everything as data. */
+int storage_next_data(struct storage *st, uint64_t off, uint64_t *data_off,
+    uint64_t *data_len);
+
+#endif
