@@ -60,4 +60,16 @@ int config_parse_size(const char *s, uint64_t *out);
 
 const char *config_mode_name(enum repl_mode m);
 
+/*
+ * Splits "host:port" or "[v6addr]:port" (the form of listen, mirror and
+ * nbd_listen) into host (brackets stripped) and port (decimal, 1..65535,
+ * written without leading zeros), for getaddrinfo(). The host must be
+ * non-empty, without whitespace, and contain no ':' unless bracketed; the
+ * port is digits only (no service names). Pure: no lookups. host or port
+ * may be NULL to check the shape only. Returns 0, or -1 with errno EINVAL
+ * (bad shape) or ENAMETOOLONG (does not fit hostlen/portlen).
+ */
+int config_split_hostport(const char *s, char *host, size_t hostlen,
+    char *port, size_t portlen);
+
 #endif
