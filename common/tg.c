@@ -1,0 +1,625 @@
+/*
+ * tg.c: range task groups; the contract is in tg.h.
+ *
+ * Locks, in the only order they may nest:
+ *
+ *   tg_lock  (engine)  incomplete list, frontier gate, ready flush, counters
+ *   ct_lock  (group)   conflict table and every mini queue of the group
+ *   mq_lock  (group)   main queue and the group's idle-task list
+ *   w_lock   (waker)   taken last, inside waker_signal / waker_wait
+ *
+ * Why a piece moves from the main queue into the conflict table under
+ * ct_lock: the main queue is in sequence order, and a piece may run only
+ * when no older overlapping entry is in the table. If popping and
+ * inserting were not one step, a task could pop piece 7 and check the
+ * table before another task that popped the older, overlapping piece 5 had
+ * inserted it, and 7 would overtake 5.
+ *
+ * Why that check is enough: every older piece in the same range went
+ * through this group's main queue before the piece at hand (the dispatcher
+ * pushes in sequence order, under tg_lock), so it is either complete or in
+ * the table. Overlapping pieces always share a range, hence a group.
+ *
+ * A conflicting piece is queued behind the task that holds the newest older
+ * overlapping entry, and its entry moves with it. That task finishes its
+ * own entry first, then pops the piece and checks again; the oldest entry
+ * of any overlap chain never waits, so the chain always progresses.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/tg.h"
+#include "common/util.h"
+#include "common/wake.h"
+
+struct tg_task {
+	struct tg_group	*t_group;
+	unsigned	 t_index;
+	pthread_t	 t_thread;
+	struct waker	 t_waker;
+	struct tg_piece	*t_mini_head;	/* ct_lock */
+	struct tg_piece	*t_mini_tail;
+	int		 t_idle;	/* on the group's idle list (mq_lock) */
+};
+
+struct tg_group {
+	struct tg	*g_tg;
+	pthread_mutex_t	 g_ct_lock;
+	struct tg_piece	*g_ct_head;	/* conflict table entries */
+	unsigned	 g_ct_count;
+	uint64_t	 g_mini_moves;
+
+	pthread_mutex_t	 g_mq_lock;
+	struct tg_piece	*g_mq_head;	/* main queue, sequence order */
+	struct tg_piece	*g_mq_tail;
+	unsigned	 g_mq_count;
+	unsigned	*g_idle;	/* stack of idle task indexes */
+	unsigned	 g_nidle;
+	int		 g_stopping;
+
+	struct tg_task	*g_tasks;
+	unsigned	 g_ntasks;
+};
+
+struct tg {
+	struct tg_params   tg_params;
+	struct tg_backend  tg_be;
+	struct tg_group	  *tg_groups;
+
+	pthread_mutex_t	   tg_lock;
+	pthread_cond_t	   tg_drained;	/* tg_undone reached 0 */
+	unsigned	   tg_undone;	/* submitted, done() not returned (atomic) */
+	struct tg_op	  *tg_inc_head;	/* incomplete ops, sequence order */
+	struct tg_op	  *tg_inc_tail;
+	unsigned	   tg_inflight;
+	struct tg_op	  *tg_gate_head;	/* held by the frontier gate */
+	struct tg_op	  *tg_gate_tail;
+	unsigned	   tg_gated;
+	uint64_t	   tg_last_seq;
+	uint64_t	   tg_last_frontier;
+	uint64_t	   tg_submitted;
+	uint64_t	   tg_completed;
+
+	/* The flusher: runs a FLUSH once everything before it completed. */
+	pthread_t	   tg_flusher;
+	struct waker	   tg_flush_waker;
+	struct tg_op	  *tg_flush_ready;	/* tg_lock */
+	int		   tg_stopping;
+};
+
+static void op_complete(struct tg *, struct tg_op *);
+
+static int
+spans_overlap(const struct tg_piece *a, const struct tg_piece *b)
+{
+	return a->p_off < b->p_off + b->p_len && b->p_off < a->p_off + a->p_len;
+}
+
+/* The highest S with every op <= S complete. tg_lock held. */
+static uint64_t
+watermark_locked(const struct tg *tg)
+{
+	return tg->tg_inc_head != NULL ? tg->tg_inc_head->seq - 1 :
+	    tg->tg_last_seq;
+}
+
+/*
+ * Cuts op into pieces at range boundaries. Returns 0 or -ENOMEM.
+ */
+static int
+op_split(struct tg *tg, struct tg_op *op)
+{
+	uint64_t rs = tg->tg_params.range_size;
+	uint64_t first = op->off / rs, last = (op->off + op->len - 1) / rs;
+	uint64_t n = last - first + 1, off = op->off;
+	unsigned i;
+
+	if (n <= TG_INLINE_PIECES) {
+		op->o_pieces = op->o_inline;
+	} else {
+		op->o_pieces = calloc(n, sizeof(*op->o_pieces));
+		if (op->o_pieces == NULL)
+			return -ENOMEM;
+	}
+	op->o_npieces = (unsigned)n;
+	for (i = 0; i < n; i++) {
+		struct tg_piece *p = &op->o_pieces[i];
+		uint64_t end = MIN((first + i + 1) * rs, op->off + op->len);
+
+		memset(p, 0, sizeof(*p));
+		p->p_op = op;
+		p->p_off = off;
+		p->p_len = end - off;
+		off = end;
+	}
+	return 0;
+}
+
+/*
+ * Pushes op's pieces onto their groups' main queues and wakes an idle task
+ * in each. tg_lock held: that is what keeps every main queue in sequence
+ * order when the gate and the dispatcher both release ops.
+ */
+static void
+dispatch_locked(struct tg *tg, struct tg_op *op)
+{
+	unsigned i;
+
+	__atomic_store_n(&op->o_pending, (int)op->o_npieces, __ATOMIC_RELAXED);
+	for (i = 0; i < op->o_npieces; i++) {
+		struct tg_piece *p = &op->o_pieces[i];
+		uint64_t range = p->p_off / tg->tg_params.range_size;
+		struct tg_group *g =
+		    &tg->tg_groups[range % tg->tg_params.groups];
+		struct tg_task *wake = NULL;
+
+		pthread_mutex_lock(&g->g_mq_lock);
+		if (g->g_mq_tail != NULL)
+			g->g_mq_tail->p_next = p;
+		else
+			g->g_mq_head = p;
+		g->g_mq_tail = p;
+		g->g_mq_count++;
+		if (g->g_nidle > 0) {
+			wake = &g->g_tasks[g->g_idle[--g->g_nidle]];
+			wake->t_idle = 0;
+		}
+		pthread_mutex_unlock(&g->g_mq_lock);
+		if (wake != NULL)
+			waker_signal(&wake->t_waker);
+	}
+}
+
+/* Releases gated ops whose frontier is now complete. tg_lock held. */
+static void
+gate_release_locked(struct tg *tg)
+{
+	uint64_t wm = watermark_locked(tg);
+	struct tg_op *op;
+
+	while ((op = tg->tg_gate_head) != NULL && op->frontier <= wm) {
+		tg->tg_gate_head = op->o_gate_next;
+		if (tg->tg_gate_head == NULL)
+			tg->tg_gate_tail = NULL;
+		op->o_gate_next = NULL;
+		tg->tg_gated--;
+		dispatch_locked(tg, op);
+	}
+}
+
+/* Hands the head FLUSH to the flusher once all before it completed. */
+static void
+flush_check_locked(struct tg *tg)
+{
+	struct tg_op *head = tg->tg_inc_head;
+
+	if (head != NULL && head->type == TG_FLUSH && !head->o_flush_started) {
+		head->o_flush_started = 1;
+		VERIFY(tg->tg_flush_ready == NULL);
+		tg->tg_flush_ready = head;
+		waker_signal(&tg->tg_flush_waker);
+	}
+}
+
+int
+tg_submit(struct tg *tg, struct tg_op *op)
+{
+	int rc;
+
+	if (op->frontier >= op->seq || (op->type != TG_FLUSH && op->len == 0) ||
+	    op->off + op->len < op->off)
+		return -EINVAL;
+	op->o_prev = op->o_next = op->o_gate_next = NULL;
+	op->o_status = 0;
+	op->o_flush_started = 0;
+	op->o_npieces = 0;
+	op->o_pieces = NULL;
+	if (op->type != TG_FLUSH && (rc = op_split(tg, op)) != 0)
+		return rc;
+
+	pthread_mutex_lock(&tg->tg_lock);
+	if (op->seq <= tg->tg_last_seq || op->frontier < tg->tg_last_frontier) {
+		pthread_mutex_unlock(&tg->tg_lock);
+		if (op->o_pieces != op->o_inline)
+			FREE_AND_NULL(&op->o_pieces);
+		return -EINVAL;
+	}
+	tg->tg_last_seq = op->seq;
+	tg->tg_last_frontier = op->frontier;
+	tg->tg_submitted++;
+	tg->tg_inflight++;
+	__atomic_add_fetch(&tg->tg_undone, 1, __ATOMIC_ACQ_REL);
+	op->o_prev = tg->tg_inc_tail;
+	if (tg->tg_inc_tail != NULL)
+		tg->tg_inc_tail->o_next = op;
+	else
+		tg->tg_inc_head = op;
+	tg->tg_inc_tail = op;
+
+	if (op->type == TG_FLUSH) {
+		/* Not gated: it waits for everything before it anyway. */
+		flush_check_locked(tg);
+	} else if (tg->tg_gate_head != NULL || op->frontier > watermark_locked(tg)) {
+		/* Frontiers never decrease: once one op waits, all after it do. */
+		if (tg->tg_gate_tail != NULL)
+			tg->tg_gate_tail->o_gate_next = op;
+		else
+			tg->tg_gate_head = op;
+		tg->tg_gate_tail = op;
+		tg->tg_gated++;
+	} else {
+		dispatch_locked(tg, op);
+	}
+	pthread_mutex_unlock(&tg->tg_lock);
+	return 0;
+}
+
+/*
+ * Marks op complete: out of the incomplete list, releasing what waited for
+ * the watermark, then tells the caller. Any engine thread.
+ */
+static void
+op_complete(struct tg *tg, struct tg_op *op)
+{
+	int status = __atomic_load_n(&op->o_status, __ATOMIC_ACQUIRE);
+	int was_head;
+
+	if (op->o_pieces != op->o_inline)
+		FREE_AND_NULL(&op->o_pieces);
+
+	pthread_mutex_lock(&tg->tg_lock);
+	/* Read under the lock: a neighbour's completion rewrites o_prev. */
+	was_head = op->o_prev == NULL;
+	if (op->o_prev != NULL)
+		op->o_prev->o_next = op->o_next;
+	else
+		tg->tg_inc_head = op->o_next;
+	if (op->o_next != NULL)
+		op->o_next->o_prev = op->o_prev;
+	else
+		tg->tg_inc_tail = op->o_prev;
+	tg->tg_inflight--;
+	tg->tg_completed++;
+	if (was_head) {
+		/* Only a change at the head moves the watermark. */
+		gate_release_locked(tg);
+		flush_check_locked(tg);
+	}
+	pthread_mutex_unlock(&tg->tg_lock);
+
+	op->done(op, status);
+	if (__atomic_sub_fetch(&tg->tg_undone, 1, __ATOMIC_ACQ_REL) == 0) {
+		pthread_mutex_lock(&tg->tg_lock);
+		pthread_cond_broadcast(&tg->tg_drained);
+		pthread_mutex_unlock(&tg->tg_lock);
+	}
+}
+
+static void
+piece_done(struct tg *tg, struct tg_piece *p, int status)
+{
+	struct tg_op *op = p->p_op;
+
+	if (status != 0) {
+		int expected = 0;
+		__atomic_compare_exchange_n(&op->o_status, &expected, status,
+		    0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+	}
+	if (__atomic_sub_fetch(&op->o_pending, 1, __ATOMIC_ACQ_REL) == 0)
+		op_complete(tg, op);
+}
+
+static void
+mini_push_locked(struct tg_task *t, struct tg_piece *p)
+{
+	p->p_next = NULL;
+	if (t->t_mini_tail != NULL)
+		t->t_mini_tail->p_next = p;
+	else
+		t->t_mini_head = p;
+	t->t_mini_tail = p;
+}
+
+static struct tg_piece *
+mini_pop_locked(struct tg_task *t)
+{
+	struct tg_piece *p = t->t_mini_head;
+
+	if (p != NULL) {
+		t->t_mini_head = p->p_next;
+		if (t->t_mini_head == NULL)
+			t->t_mini_tail = NULL;
+		p->p_next = NULL;
+	}
+	return p;
+}
+
+static void
+ct_insert_locked(struct tg_group *g, struct tg_piece *p)
+{
+	p->p_ct_prev = NULL;
+	p->p_ct_next = g->g_ct_head;
+	if (g->g_ct_head != NULL)
+		g->g_ct_head->p_ct_prev = p;
+	g->g_ct_head = p;
+	g->g_ct_count++;
+}
+
+static void
+ct_remove_locked(struct tg_group *g, struct tg_piece *p)
+{
+	if (p->p_ct_prev != NULL)
+		p->p_ct_prev->p_ct_next = p->p_ct_next;
+	else
+		g->g_ct_head = p->p_ct_next;
+	if (p->p_ct_next != NULL)
+		p->p_ct_next->p_ct_prev = p->p_ct_prev;
+	p->p_ct_prev = p->p_ct_next = NULL;
+	g->g_ct_count--;
+}
+
+/* The newest entry older than p that overlaps it, or NULL. ct_lock held. */
+static struct tg_piece *
+ct_newest_older_locked(struct tg_group *g, const struct tg_piece *p)
+{
+	uint64_t seq = p->p_op->seq;
+	struct tg_piece *e, *best = NULL;
+
+	for (e = g->g_ct_head; e != NULL; e = e->p_ct_next) {
+		if (e->p_op->seq < seq && spans_overlap(e, p) &&
+		    (best == NULL || e->p_op->seq > best->p_op->seq))
+			best = e;
+	}
+	return best;
+}
+
+/*
+ * The next piece task t may execute, or NULL when it has nothing (it is
+ * then on the group's idle list, or the group is stopping). Mini queue
+ * first, then the main queue; a piece that conflicts is passed to the
+ * mini queue of the task holding its newest older overlap.
+ */
+static struct tg_piece *
+task_next(struct tg_task *t)
+{
+	struct tg_group *g = t->t_group;
+	struct tg_piece *p, *older;
+	struct tg_task *holder;
+
+	pthread_mutex_lock(&g->g_ct_lock);
+	for (;;) {
+		if ((p = mini_pop_locked(t)) == NULL) {
+			pthread_mutex_lock(&g->g_mq_lock);
+			if ((p = g->g_mq_head) != NULL) {
+				g->g_mq_head = p->p_next;
+				if (g->g_mq_head == NULL)
+					g->g_mq_tail = NULL;
+				g->g_mq_count--;
+				p->p_next = NULL;
+			} else if (!t->t_idle && !g->g_stopping) {
+				t->t_idle = 1;
+				g->g_idle[g->g_nidle++] = t->t_index;
+			}
+			pthread_mutex_unlock(&g->g_mq_lock);
+			if (p == NULL)
+				break;
+			ct_insert_locked(g, p);
+		}
+		p->p_task = t->t_index;
+		if ((older = ct_newest_older_locked(g, p)) == NULL)
+			break;
+		holder = &g->g_tasks[older->p_task];
+		p->p_task = older->p_task;
+		mini_push_locked(holder, p);
+		g->g_mini_moves++;
+		if (holder != t)
+			waker_signal(&holder->t_waker);
+	}
+	pthread_mutex_unlock(&g->g_ct_lock);
+	return p;
+}
+
+static void *
+task_main(void *arg)
+{
+	struct tg_task *t = arg;
+	struct tg_group *g = t->t_group;
+	struct tg *tg = g->g_tg;
+	struct tg_piece *p;
+	int status, stopping;
+
+	for (;;) {
+		if ((p = task_next(t)) == NULL) {
+			pthread_mutex_lock(&g->g_mq_lock);
+			stopping = g->g_stopping && g->g_mq_head == NULL;
+			pthread_mutex_unlock(&g->g_mq_lock);
+			if (stopping)
+				break;
+			waker_wait(&t->t_waker);
+			/* Woken for mini-queue work: leave the idle list. */
+			pthread_mutex_lock(&g->g_mq_lock);
+			if (t->t_idle) {
+				unsigned i;
+				for (i = 0; g->g_idle[i] != t->t_index; i++)
+					;
+				g->g_idle[i] = g->g_idle[--g->g_nidle];
+				t->t_idle = 0;
+			}
+			pthread_mutex_unlock(&g->g_mq_lock);
+			continue;
+		}
+		status = tg->tg_be.apply(tg->tg_be.ctx, p->p_op, p->p_off,
+		    p->p_len, p->p_op->buf == NULL ? NULL :
+		    (char *)p->p_op->buf + (p->p_off - p->p_op->off));
+		pthread_mutex_lock(&g->g_ct_lock);
+		ct_remove_locked(g, p);
+		pthread_mutex_unlock(&g->g_ct_lock);
+		piece_done(tg, p, status);
+	}
+	return NULL;
+}
+
+static void *
+flusher_main(void *arg)
+{
+	struct tg *tg = arg;
+	struct tg_op *op;
+	int status;
+
+	for (;;) {
+		pthread_mutex_lock(&tg->tg_lock);
+		op = tg->tg_flush_ready;
+		tg->tg_flush_ready = NULL;
+		if (op == NULL && tg->tg_stopping) {
+			pthread_mutex_unlock(&tg->tg_lock);
+			break;
+		}
+		pthread_mutex_unlock(&tg->tg_lock);
+		if (op == NULL) {
+			waker_wait(&tg->tg_flush_waker);
+			continue;
+		}
+		status = tg->tg_be.flush(tg->tg_be.ctx);
+		if (status != 0)
+			__atomic_store_n(&op->o_status, status, __ATOMIC_RELEASE);
+		op_complete(tg, op);
+	}
+	return NULL;
+}
+
+int
+tg_create(struct tg **out, const struct tg_params *p,
+    const struct tg_backend *be)
+{
+	struct tg *tg;
+	unsigned gi, ti;
+
+	if (p->groups == 0 || p->tasks == 0 || p->range_size == 0 ||
+	    (p->range_size & (p->range_size - 1)) != 0 || be->apply == NULL ||
+	    be->flush == NULL)
+		return -EINVAL;
+	if ((tg = calloc(1, sizeof(*tg))) == NULL)
+		return -ENOMEM;
+	tg->tg_params = *p;
+	tg->tg_be = *be;
+	pthread_mutex_init(&tg->tg_lock, NULL);
+	pthread_cond_init(&tg->tg_drained, NULL);
+	waker_init(&tg->tg_flush_waker);
+	tg->tg_groups = calloc(p->groups, sizeof(*tg->tg_groups));
+	if (tg->tg_groups == NULL)
+		goto fail;
+	for (gi = 0; gi < p->groups; gi++) {
+		struct tg_group *g = &tg->tg_groups[gi];
+
+		g->g_tg = tg;
+		pthread_mutex_init(&g->g_ct_lock, NULL);
+		pthread_mutex_init(&g->g_mq_lock, NULL);
+		g->g_ntasks = p->tasks;
+		g->g_tasks = calloc(p->tasks, sizeof(*g->g_tasks));
+		g->g_idle = calloc(p->tasks, sizeof(*g->g_idle));
+		if (g->g_tasks == NULL || g->g_idle == NULL)
+			goto fail;
+		for (ti = 0; ti < p->tasks; ti++) {
+			g->g_tasks[ti].t_group = g;
+			g->g_tasks[ti].t_index = ti;
+			waker_init(&g->g_tasks[ti].t_waker);
+		}
+	}
+	/* Threads last, so the fail path never has to stop any. */
+	for (gi = 0; gi < p->groups; gi++) {
+		struct tg_group *g = &tg->tg_groups[gi];
+		for (ti = 0; ti < p->tasks; ti++)
+			VERIFY(pthread_create(&g->g_tasks[ti].t_thread, NULL,
+			    task_main, &g->g_tasks[ti]) == 0);
+	}
+	VERIFY(pthread_create(&tg->tg_flusher, NULL, flusher_main, tg) == 0);
+	*out = tg;
+	return 0;
+fail:
+	for (gi = 0; tg->tg_groups != NULL && gi < p->groups; gi++) {
+		free(tg->tg_groups[gi].g_tasks);
+		free(tg->tg_groups[gi].g_idle);
+	}
+	free(tg->tg_groups);
+	free(tg);
+	return -ENOMEM;
+}
+
+void
+tg_drain(struct tg *tg)
+{
+	pthread_mutex_lock(&tg->tg_lock);
+	while (__atomic_load_n(&tg->tg_undone, __ATOMIC_ACQUIRE) > 0)
+		pthread_cond_wait(&tg->tg_drained, &tg->tg_lock);
+	pthread_mutex_unlock(&tg->tg_lock);
+}
+
+void
+tg_destroy(struct tg *tg)
+{
+	unsigned gi, ti;
+
+	if (tg == NULL)
+		return;
+	tg_drain(tg);
+	for (gi = 0; gi < tg->tg_params.groups; gi++) {
+		struct tg_group *g = &tg->tg_groups[gi];
+
+		pthread_mutex_lock(&g->g_mq_lock);
+		g->g_stopping = 1;
+		pthread_mutex_unlock(&g->g_mq_lock);
+		for (ti = 0; ti < g->g_ntasks; ti++)
+			waker_signal(&g->g_tasks[ti].t_waker);
+		for (ti = 0; ti < g->g_ntasks; ti++) {
+			pthread_join(g->g_tasks[ti].t_thread, NULL);
+			waker_destroy(&g->g_tasks[ti].t_waker);
+		}
+		pthread_mutex_destroy(&g->g_ct_lock);
+		pthread_mutex_destroy(&g->g_mq_lock);
+		free(g->g_tasks);
+		free(g->g_idle);
+	}
+	pthread_mutex_lock(&tg->tg_lock);
+	tg->tg_stopping = 1;
+	pthread_mutex_unlock(&tg->tg_lock);
+	waker_signal(&tg->tg_flush_waker);
+	pthread_join(tg->tg_flusher, NULL);
+	waker_destroy(&tg->tg_flush_waker);
+	pthread_cond_destroy(&tg->tg_drained);
+	pthread_mutex_destroy(&tg->tg_lock);
+	free(tg->tg_groups);
+	free(tg);
+}
+
+void
+tg_get_stats(struct tg *tg, struct tg_stats *st)
+{
+	unsigned gi, ti;
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&tg->tg_lock);
+	st->submitted = tg->tg_submitted;
+	st->completed = tg->tg_completed;
+	st->watermark = watermark_locked(tg);
+	st->gated = tg->tg_gated;
+	st->inflight = tg->tg_inflight;
+	pthread_mutex_unlock(&tg->tg_lock);
+	st->groups = tg->tg_params.groups;
+	for (gi = 0; gi < tg->tg_params.groups; gi++) {
+		struct tg_group *g = &tg->tg_groups[gi];
+
+		pthread_mutex_lock(&g->g_ct_lock);
+		st->mini_moves += g->g_mini_moves;
+		if (gi < ARRAY_SIZE(st->table_depth))
+			st->table_depth[gi] = g->g_ct_count;
+		pthread_mutex_unlock(&g->g_ct_lock);
+		pthread_mutex_lock(&g->g_mq_lock);
+		if (gi < ARRAY_SIZE(st->main_depth))
+			st->main_depth[gi] = g->g_mq_count;
+		pthread_mutex_unlock(&g->g_mq_lock);
+		for (ti = 0; ti < g->g_ntasks; ti++)
+			st->wakeups += waker_wakeups(&g->g_tasks[ti].t_waker);
+	}
+}

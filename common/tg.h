@@ -1,0 +1,130 @@
+/*
+ * tg.h: range task groups, the engine both daemons apply operations with
+ * (DESIGN.md "Range task groups").
+ *
+ * The volume's address space is cut into ranges of range_size bytes; range r
+ * belongs to group r % groups. An operation crossing a range boundary is
+ * split there into pieces, each applied by the group owning its range. Per
+ * group: `tasks` worker threads, one main queue (its own lock), one mini
+ * queue per task, and a conflict table (its own lock) holding an entry per
+ * piece that a task is executing or holds in its mini queue.
+ *
+ * Guarantees (the invariants of DESIGN.md):
+ *  1. pieces whose spans overlap are applied in sequence-number order;
+ *  2. an operation is applied only after every operation numbered <= its
+ *     frontier has completed (the gate in tg_submit);
+ *  3. a FLUSH calls backend->flush only after every operation numbered
+ *     below it has completed, and completes after that flush returns;
+ *  4. hence the image equals applying all operations in sequence order.
+ *
+ * Threads: tg_submit is called by one dispatcher at a time, with strictly
+ * increasing sequence numbers and non-decreasing frontiers. backend->apply
+ * and ->flush run on engine threads, as does op->done.
+ *
+ * Ownership: the caller owns each tg_op and its buffer. The engine uses them
+ * from tg_submit until it calls op->done(op, status); after done returns
+ * the engine never touches the op again, so done may free it.
+ */
+#ifndef DUET_TG_H
+#define DUET_TG_H
+
+#include <stdint.h>
+
+enum tg_type {
+	TG_WRITE = 1,
+	TG_WRITE_ZEROES,
+	TG_TRIM,
+	TG_READ,
+	TG_FLUSH,
+	TG_OTHER,	/* ordered like a write; the backend knows what it is */
+};
+
+struct tg;
+struct tg_op;
+struct tg_group;
+
+/* One piece of an operation: the part inside one range. Engine-private. */
+struct tg_piece {
+	struct tg_op	*p_op;
+	uint64_t	 p_off;
+	uint64_t	 p_len;
+	unsigned	 p_task;	/* task whose mini queue / hands hold it */
+	struct tg_piece	*p_next;	/* main queue or mini queue link */
+	struct tg_piece	*p_ct_prev;	/* conflict table links */
+	struct tg_piece	*p_ct_next;
+};
+
+#define TG_INLINE_PIECES 2
+
+struct tg_op {
+	/* Filled by the caller. */
+	uint64_t	seq;
+	uint64_t	frontier;	/* < seq; 0 = depends on nothing */
+	uint64_t	off;
+	uint64_t	len;		/* > 0 unless type is TG_FLUSH */
+	enum tg_type	type;
+	uint32_t	flags;		/* passed through to the backend */
+	void		*buf;		/* len bytes for TG_WRITE / TG_READ */
+	void		(*done)(struct tg_op *op, int status);
+	void		*arg;
+
+	/* Engine-private. */
+	struct tg_op	*o_prev;	/* incomplete list, in seq order */
+	struct tg_op	*o_next;
+	struct tg_op	*o_gate_next;	/* held at the frontier gate */
+	int		 o_pending;	/* pieces not yet applied (atomic) */
+	int		 o_status;	/* first error of any piece (atomic) */
+	int		 o_flush_started;
+	unsigned	 o_npieces;
+	struct tg_piece	*o_pieces;
+	struct tg_piece	 o_inline[TG_INLINE_PIECES];
+};
+
+/*
+ * The storage the engine applies to. apply() gets one piece: the span
+ * [off, off+len) inside op's span and buf pointing at that part of op->buf
+ * (NULL for types without data). Both return 0 or -errno.
+ */
+struct tg_backend {
+	int	(*apply)(void *ctx, struct tg_op *op, uint64_t off,
+		    uint64_t len, void *buf);
+	int	(*flush)(void *ctx);
+	void	*ctx;
+};
+
+struct tg_params {
+	unsigned	groups;		/* >= 1 */
+	unsigned	tasks;		/* per group, >= 1 */
+	uint64_t	range_size;	/* power of two */
+};
+
+struct tg_stats {
+	uint64_t	submitted;
+	uint64_t	completed;
+	uint64_t	watermark;	/* all ops <= this are complete */
+	unsigned	gated;		/* held at the frontier gate */
+	unsigned	inflight;	/* submitted, not complete */
+	unsigned	groups;
+	unsigned	main_depth[64];	/* per group, first 64 groups */
+	unsigned	table_depth[64];
+	uint64_t	wakeups;	/* sleeping tasks woken */
+	uint64_t	mini_moves;	/* pieces queued behind a conflict */
+};
+
+/* Returns 0 or -errno (-EINVAL for bad params). */
+int tg_create(struct tg **out, const struct tg_params *p,
+    const struct tg_backend *be);
+/*
+ * Hands op to the engine. Returns 0, -EINVAL if the ordering contract is
+ * broken (seq not increasing, frontier decreasing or >= seq, empty span) or
+ * -ENOMEM; on error the op is not taken and done is never called.
+ */
+int tg_submit(struct tg *tg, struct tg_op *op);
+/* Waits until every submitted operation has completed and its done()
+ * has returned. */
+void tg_drain(struct tg *tg);
+/* Drains, stops the threads, frees the engine. */
+void tg_destroy(struct tg *tg);
+void tg_get_stats(struct tg *tg, struct tg_stats *st);
+
+#endif
