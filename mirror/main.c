@@ -1,0 +1,207 @@
+/*
+ * duet-mirror: receives a primary's operation stream over TLS and applies
+ * it to the mirror volume through range task groups. See duet-mirror(8).
+ *
+ * Exit codes (sysexits): 0 clean stop, 64 usage, 78 configuration,
+ * 74 volume or metadata I/O, 71 listener or other OS failure.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/meta.h"
+#include "common/tls.h"
+#include "common/util.h"
+#include "mirror/mirror.h"
+
+#define STOP_GRACE 3	/* seconds for goodbyes to leave once all is applied */
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: duet-mirror -c FILE [-f] [-t] [-v]\n"
+	    "  -c FILE  configuration file (duet.conf(5))\n"
+	    "  -f       stay in the foreground, log to stderr\n"
+	    "  -t       check the configuration, print \"configuration OK\", exit\n"
+	    "  -v       log more (repeat for more)\n");
+	exit(EX_USAGE);
+}
+
+static void
+stop_now(evutil_socket_t fd, short what, void *arg)
+{
+	struct mirror *m = arg;
+
+	(void)fd; (void)what;
+	event_base_loopexit(m->mr_base, NULL);
+}
+
+/*
+ * During a stop: once every received op is applied and acked, give the
+ * goodbyes a moment to leave, then end the loop.
+ */
+void
+mirror_check_stopped(struct mirror *m)
+{
+	struct timeval tv = { STOP_GRACE, 0 };
+
+	if (m->mr_inflight > 0)
+		return;
+	if (m->mr_nsessions == 0) {
+		event_base_loopexit(m->mr_base, NULL);
+	} else if (m->mr_stop_timer == NULL) {
+		m->mr_stop_timer = evtimer_new(m->mr_base, stop_now, m);
+		if (m->mr_stop_timer == NULL)
+			event_base_loopexit(m->mr_base, NULL);
+		else
+			evtimer_add(m->mr_stop_timer, &tv);
+	}
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct mirror *m = arg;
+
+	(void)what;
+	if (sig == SIGHUP) {
+		log_info("SIGHUP: nothing to reload yet");
+		return;
+	}
+	if (m->mr_stopping)
+		return;
+	log_info("%s: stopping: finishing %u ops in flight",
+	    strsignal((int)sig), m->mr_inflight);
+	m->mr_stopping = 1;
+	if (m->mr_listener != NULL)
+		evconnlistener_disable(m->mr_listener);
+	session_shutdown_all(m, "mirror shutting down");
+	mirror_check_stopped(m);
+}
+
+/* Opens the volume and reads or checks its identity. Exits on failure. */
+static void
+open_volume(struct mirror *m)
+{
+	struct config *cfg = &m->mr_cfg;
+	char err[8192];
+	int rc;
+
+	if (storage_open(&m->mr_st, cfg->vol_path, cfg->vol_size, err,
+	    sizeof(err)) != 0) {
+		log_warnx("volume.path: %s", err);
+		exit(EX_IOERR);
+	}
+	rc = meta_load(cfg->vol_metadata, &m->mr_meta, err, sizeof(err));
+	if (rc < 0) {
+		log_warnx("volume.metadata: %s", err);
+		exit(EX_IOERR);
+	}
+	if (rc == 0 && (m->mr_meta.md_size != cfg->vol_size ||
+	    m->mr_meta.md_extent_size != cfg->extent_size)) {
+		log_warnx("volume.metadata: %s records size %llu and extent "
+		    "size %u, the configuration says %llu and %u",
+		    cfg->vol_metadata, (unsigned long long)m->mr_meta.md_size,
+		    m->mr_meta.md_extent_size,
+		    (unsigned long long)cfg->vol_size, cfg->extent_size);
+		exit(EX_CONFIG);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct mirror mirror;
+	struct mirror *m = &mirror;
+	const char *conf = NULL;
+	struct event *sigs[3];
+	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	char err[8192];
+	int ch, fg = 0, test = 0, verbose = 0, i, rc;
+
+	while ((ch = getopt(argc, argv, "c:ftvh")) != -1) {
+		switch (ch) {
+		case 'c': conf = optarg; break;
+		case 'f': fg = 1; break;
+		case 't': test = 1; break;
+		case 'v': verbose++; break;
+		default: usage();
+		}
+	}
+	if (conf == NULL || optind != argc)
+		usage();
+	log_init("duet-mirror", fg || test, verbose);
+	if (config_load(conf, &m->mr_cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "duet-mirror: %s\n", err);
+		return EX_CONFIG;
+	}
+	if (test) {
+		printf("configuration OK\n");
+		return 0;
+	}
+	log_setvolume(m->mr_cfg.vol_name);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((m->mr_ssl = tls_ctx_new(&m->mr_cfg, 1, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		return EX_CONFIG;
+	}
+	open_volume(m);
+	m->mr_max_queued = m->mr_cfg.max_inflight_bytes;
+
+	if (!fg && daemon(0, 0) == -1) {
+		log_warn("daemon");
+		return EX_OSERR;
+	}
+	/* After daemon(): threads and the event base do not survive fork. */
+	evthread_use_pthreads();
+	if ((m->mr_base = event_base_new()) == NULL) {
+		log_warnx("cannot create the event base");
+		return EX_OSERR;
+	}
+	if (session_listen(m, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		return EX_OSERR;
+	}
+	if ((rc = apply_init(m)) != 0) {
+		log_warnx("cannot start the task groups: %s", strerror(-rc));
+		return EX_OSERR;
+	}
+	for (i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(m->mr_base, signums[i], on_signal, m);
+		VERIFY(sigs[i] != NULL && evsignal_add(sigs[i], NULL) == 0);
+	}
+	log_info("listening on %s: volume %s (%llu bytes), %u groups x %u "
+	    "tasks, range %llu", m->mr_cfg.listen, m->mr_cfg.vol_path,
+	    (unsigned long long)m->mr_cfg.vol_size, m->mr_cfg.task_groups,
+	    m->mr_cfg.tasks_per_group,
+	    (unsigned long long)m->mr_cfg.range_size);
+
+	event_base_dispatch(m->mr_base);
+
+	/* Stopped: everything received is applied; make it durable. */
+	apply_fini(m);
+	rc = storage_flush(&m->mr_st);
+	if (rc != 0)
+		log_warnx("storage: final flush: %s", strerror(-rc));
+	session_free_all(m);
+	for (i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	if (m->mr_stop_timer != NULL)
+		event_free(m->mr_stop_timer);
+	event_base_free(m->mr_base);
+	SSL_CTX_free(m->mr_ssl);
+	storage_close(&m->mr_st);
+	log_info("stopped");
+	return rc == 0 ? 0 : EX_IOERR;
+}

@@ -1,0 +1,103 @@
+/*
+ * mirror.h: duet-mirror's state, shared by its stage files.
+ *
+ *   main.c     start-up, signals, shutdown
+ *   session.c  the TLS listener and one connection each: framing, hello,
+ *              turning frames into engine operations, acks
+ *   apply.c    the engine backend (storage calls on worker threads) and the
+ *              completion queue that brings finished ops back to the event
+ *              thread
+ *
+ * Threads: one event thread owns the event base, every bufferevent and
+ * every field here not marked otherwise. The engine's workers touch only
+ * their op, the storage, and the completion queue (mr_cq_lock).
+ *
+ * Sequence numbers: the engine runs on the mirror's own local sequence
+ * (mr_lseq), so that sessions after a reconnect, whose primary may number
+ * from 1 again, still order after everything received before. Each
+ * session maps the primary's frontier onto local numbers (session.c).
+ */
+#ifndef DUET_MIRROR_H
+#define DUET_MIRROR_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#include "common/config.h"
+#include "common/meta.h"
+#include "common/storage.h"
+#include "common/tg.h"
+#include "proto/wire.h"
+
+#define MIRROR_MAX_PAYLOAD	(4u << 20)	/* largest frame payload */
+#define MIRROR_ALIGN		512u
+#define MIRROR_HELLO_TIMEOUT	10		/* seconds to the first frame */
+#define MIRROR_OUT_MAX		(1u << 20)	/* pause reading above this */
+#define MIRROR_FMAP_MAX		(1u << 20)	/* frontier map entries */
+
+struct session;
+
+/* One operation received from the primary, from frame to ack. Allocated
+ * by session.c, freed by apply.c once acked; mo_op.arg is the mirror. */
+struct mop {
+	struct tg_op	 mo_op;		/* first: the engine hands it back */
+	struct session	*mo_s;
+	uint64_t	 mo_pseq;	/* the primary's sequence number */
+	uint64_t	 mo_bytes;	/* counted in mr_queued_bytes */
+	int		 mo_status;	/* 0 or a positive errno, for the ack */
+	struct mop	*mo_cq_next;
+	uint8_t		 mo_data[];	/* WRITE payload */
+};
+
+struct mirror {
+	struct config	 mr_cfg;
+	struct event_base *mr_base;
+	SSL_CTX		*mr_ssl;
+	struct evconnlistener *mr_listener;
+	struct storage	 mr_st;
+	struct meta	 mr_meta;
+	struct tg	*mr_tg;
+
+	uint64_t	 mr_lseq;	/* last local sequence number */
+	struct session	*mr_active;	/* the one session past hello */
+	struct session	*mr_sessions;	/* every open connection */
+	unsigned	 mr_nsessions;
+	uint64_t	 mr_queued_bytes;	/* received, not yet applied */
+	uint64_t	 mr_max_queued;	/* stop reading above this */
+	unsigned	 mr_inflight;	/* mops submitted, not acked */
+	int		 mr_stopping;
+	struct event	*mr_stop_timer;
+
+	/* Completion queue: workers append, the event thread drains. */
+	pthread_mutex_t	 mr_cq_lock;
+	struct mop	*mr_cq_head;
+	struct mop	*mr_cq_tail;
+	struct event	*mr_cq_ev;
+
+	/* Counters, event thread. */
+	uint64_t	 mr_ops;
+	uint64_t	 mr_bytes;
+	uint64_t	 mr_errors;
+};
+
+/* apply.c */
+int  apply_init(struct mirror *m);
+void apply_fini(struct mirror *m);
+void apply_done(struct tg_op *op, int status);	/* engine thread */
+
+/* session.c */
+int  session_listen(struct mirror *m, char *err, size_t errlen);
+void session_ack(struct session *s, uint64_t pseq, unsigned kind, int status);
+void session_op_finished(struct session *s);	/* one mop of s is gone */
+void session_resume_all(struct mirror *m);
+void session_shutdown_all(struct mirror *m, const char *reason);
+void session_free_all(struct mirror *m);
+
+/* main.c */
+void mirror_check_stopped(struct mirror *m);
+
+#endif

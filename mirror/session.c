@@ -1,0 +1,772 @@
+/*
+ * session.c: the mirror's TLS listener and its connections.
+ *
+ * A connection lives through: TLS handshake (the peer's certificate must
+ * chain to tls.ca and carry tls.peer_name) -> HELLO within
+ * MIRROR_HELLO_TIMEOUT -> operations -> GOODBYE or close. Only one
+ * connection at a time may be past its hello (the primary); another hello
+ * is refused with EBUSY, so a stray or hostile client never disturbs the
+ * stream being applied.
+ *
+ * Any malformed frame closes that connection: the reason is logged with
+ * the peer's address and sent in a GOODBYE, and nothing from that frame is
+ * applied. Operations already handed to the engine still complete.
+ *
+ * Lifetime: a session is freed once its connection is gone (s_bev NULL)
+ * and no mop refers to it (s_refs 0); mops hold a reference until acked.
+ *
+ * Memory: reading stops while the bytes received but not yet applied
+ * exceed mr_max_queued, or while acks queued to the peer exceed
+ * MIRROR_OUT_MAX (a peer that does not read its acks), and resumes once
+ * they fall below half.
+ */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#include "common/log.h"
+#include "common/tls.h"
+#include "common/util.h"
+#include "mirror/mirror.h"
+
+struct fmap {
+	uint64_t	fm_pseq;
+	uint64_t	fm_lseq;
+};
+
+struct session {
+	struct mirror	*s_m;
+	struct session	*s_next;	/* mr_sessions */
+	struct bufferevent *s_bev;	/* NULL once the connection is gone */
+	char		 s_peer[INET6_ADDRSTRLEN + 8];
+	unsigned	 s_refs;	/* mops not yet acked */
+	int		 s_tls_up;
+	int		 s_hello;	/* past hello: this is mr_active */
+	int		 s_closing;	/* no more reading; close once flushed */
+	int		 s_paused;	/* reading paused for memory */
+	uint32_t	 s_caps;
+	struct wire_limits s_lim;
+	struct event	*s_timer;	/* hello timeout, then close timeout */
+
+	uint64_t	 s_last_pseq;
+	uint64_t	 s_last_pfrontier;
+	/* Primary seq -> local seq for ops not yet passed by a frontier. */
+	struct fmap	*s_fmap;
+	size_t		 s_fmap_cap, s_fmap_head, s_fmap_len;
+	uint64_t	 s_frontier_lseq;
+};
+
+static void session_read(struct bufferevent *, void *);
+
+static void
+session_free(struct session *s)
+{
+	struct mirror *m = s->s_m;
+	struct session **pp;
+
+	for (pp = &m->mr_sessions; *pp != s; pp = &(*pp)->s_next)
+		;
+	*pp = s->s_next;
+	m->mr_nsessions--;
+	if (s->s_timer != NULL)
+		event_free(s->s_timer);
+	free(s->s_fmap);
+	free(s);
+	if (m->mr_stopping)
+		mirror_check_stopped(m);
+}
+
+/* The connection is gone; the session stays while mops refer to it. */
+static void
+session_drop(struct session *s)
+{
+	struct mirror *m = s->s_m;
+
+	if (s->s_bev != NULL) {
+		bufferevent_free(s->s_bev);
+		s->s_bev = NULL;
+		log_debug("peer %s: connection closed", s->s_peer);
+	}
+	if (s->s_timer != NULL)
+		event_del(s->s_timer);
+	if (m->mr_active == s) {
+		m->mr_active = NULL;
+		log_info("peer %s: primary session ended", s->s_peer);
+	}
+	if (s->s_refs == 0)
+		session_free(s);
+}
+
+static void
+send_frame(struct session *s, const struct wire_hdr *h, const void *payload)
+{
+	uint8_t buf[WIRE_HDR_SIZE];
+	struct evbuffer *out;
+
+	if (s->s_bev == NULL)
+		return;
+	out = bufferevent_get_output(s->s_bev);
+	wire_encode_hdr(buf, h);
+	evbuffer_add(out, buf, sizeof(buf));
+	if (h->plen > 0)
+		evbuffer_add(out, payload, h->plen);
+}
+
+static void
+send_goodbye(struct session *s, const char *reason)
+{
+	struct wire_hdr h = { .type = WIRE_GOODBYE };
+	size_t n = strlen(reason);
+
+	h.plen = (uint32_t)MIN(n, WIRE_REASON_MAX - 1);
+	send_frame(s, &h, reason);
+}
+
+static void
+close_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd; (void)what;
+	session_drop(arg);
+}
+
+/*
+ * Stops reading and closes once what is queued to the peer has been sent
+ * (or after 2 s, for a peer that does not read).
+ */
+static void
+session_close(struct session *s)
+{
+	struct timeval tv = { 2, 0 };
+
+	if (s->s_bev == NULL || s->s_closing)
+		return;
+	s->s_closing = 1;
+	bufferevent_disable(s->s_bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->s_bev)) == 0) {
+		session_drop(s);
+		return;
+	}
+	event_del(s->s_timer);
+	evtimer_assign(s->s_timer, s->s_m->mr_base, close_timeout, s);
+	evtimer_add(s->s_timer, &tv);
+}
+
+/* Logs why, tells the peer, closes. */
+static void
+session_fail(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+session_fail(struct session *s, const char *fmt, ...)
+{
+	char reason[WIRE_REASON_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	log_warnx("peer %s: %s; closing the connection", s->s_peer, reason);
+	send_goodbye(s, reason);
+	session_close(s);
+}
+
+void
+session_ack(struct session *s, uint64_t pseq, unsigned kind, int status)
+{
+	struct wire_hdr h = {
+		.type = WIRE_ACK,
+		.seq = pseq,
+		.flags = WIRE_ACK_FLAGS(kind, (uint32_t)status),
+	};
+
+	send_frame(s, &h, NULL);
+}
+
+void
+session_op_finished(struct session *s)
+{
+	VERIFY(s->s_refs > 0);
+	if (--s->s_refs == 0 && s->s_bev == NULL)
+		session_free(s);
+}
+
+/* Whether reading must pause: too much unapplied or unsent. */
+static int
+must_pause(struct session *s)
+{
+	return s->s_m->mr_queued_bytes > s->s_m->mr_max_queued ||
+	    evbuffer_get_length(bufferevent_get_output(s->s_bev)) >
+	    MIRROR_OUT_MAX;
+}
+
+void
+session_resume_all(struct mirror *m)
+{
+	struct session *s;
+
+	if (m->mr_queued_bytes > m->mr_max_queued / 2)
+		return;
+	for (s = m->mr_sessions; s != NULL; s = s->s_next) {
+		if (!s->s_paused || s->s_bev == NULL || s->s_closing ||
+		    evbuffer_get_length(bufferevent_get_output(s->s_bev)) >
+		    MIRROR_OUT_MAX / 2)
+			continue;
+		s->s_paused = 0;
+		bufferevent_enable(s->s_bev, EV_READ);
+		/* Frames may already wait in the input buffer. */
+		session_read(s->s_bev, s);
+	}
+}
+
+/* ---- hello ----------------------------------------------------------- */
+
+static void
+hello_refuse(struct session *s, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+hello_refuse(struct session *s, int status, const char *fmt, ...)
+{
+	struct wire_hello a;
+	struct wire_hdr h = { .type = WIRE_HELLO_ACK, .plen = WIRE_HELLO_SIZE };
+	uint8_t buf[WIRE_HELLO_SIZE];
+	va_list ap;
+
+	memset(&a, 0, sizeof(a));
+	a.proto_version = WIRE_VERSION;
+	a.status = status;
+	va_start(ap, fmt);
+	vsnprintf(a.reason, sizeof(a.reason), fmt, ap);
+	va_end(ap);
+	log_warnx("peer %s: hello refused: %s", s->s_peer, a.reason);
+	wire_encode_hello(buf, &a);
+	send_frame(s, &h, buf);
+	session_close(s);
+}
+
+static void
+handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
+{
+	struct mirror *m = s->s_m;
+	struct config *cfg = &m->mr_cfg;
+	struct wire_hello h, a;
+	struct wire_hdr ah = { .type = WIRE_HELLO_ACK, .plen = WIRE_HELLO_SIZE };
+	uint8_t buf[WIRE_HELLO_SIZE];
+	char err[512], u1[37], u2[37];
+	int rc;
+
+	if ((rc = wire_decode_hello(payload, plen, &h)) != 0) {
+		session_fail(s, "hello: %s", wire_strerror(rc));
+		return;
+	}
+	if (h.proto_version != WIRE_VERSION) {
+		hello_refuse(s, EPROTONOSUPPORT, "protocol version %u, this "
+		    "mirror speaks %u", h.proto_version, WIRE_VERSION);
+		return;
+	}
+	if (h.volume_size != cfg->vol_size) {
+		hello_refuse(s, EINVAL, "volume size %llu differs from the "
+		    "mirror's %llu", (unsigned long long)h.volume_size,
+		    (unsigned long long)cfg->vol_size);
+		return;
+	}
+	if (h.extent_size != cfg->extent_size) {
+		hello_refuse(s, EINVAL, "extent size %u differs from the "
+		    "mirror's %u", h.extent_size, cfg->extent_size);
+		return;
+	}
+	if (h.max_payload < MIRROR_ALIGN) {
+		hello_refuse(s, EINVAL, "max payload %u below %u",
+		    h.max_payload, MIRROR_ALIGN);
+		return;
+	}
+	meta_uuid_str(h.uuid, u1);
+	meta_uuid_str(m->mr_meta.md_uuid, u2);
+	if (meta_has_uuid(&m->mr_meta) &&
+	    memcmp(h.uuid, m->mr_meta.md_uuid, META_UUID_LEN) != 0) {
+		hello_refuse(s, EINVAL, "volume uuid %s is not this mirror's "
+		    "%s", u1, u2);
+		return;
+	}
+	if (m->mr_active != NULL) {
+		hello_refuse(s, EBUSY, "another primary session is active "
+		    "(peer %s)", m->mr_active->s_peer);
+		return;
+	}
+	if (m->mr_stopping) {
+		hello_refuse(s, ESHUTDOWN, "mirror is shutting down");
+		return;
+	}
+	if (!meta_has_uuid(&m->mr_meta)) {
+		struct meta nm = m->mr_meta;
+
+		memcpy(nm.md_uuid, h.uuid, META_UUID_LEN);
+		nm.md_size = cfg->vol_size;
+		nm.md_extent_size = cfg->extent_size;
+		if (meta_store(cfg->vol_metadata, &nm, err, sizeof(err)) != 0) {
+			log_warnx("metadata: %s", err);
+			hello_refuse(s, EIO, "mirror cannot record the volume "
+			    "identity");
+			return;
+		}
+		m->mr_meta = nm;
+		log_info("adopted volume uuid %s from peer %s", u1, s->s_peer);
+	}
+
+	s->s_hello = 1;
+	s->s_caps = h.capabilities;
+	s->s_lim.max_payload = MIN(h.max_payload, MIRROR_MAX_PAYLOAD);
+	s->s_lim.volume_size = cfg->vol_size;
+	s->s_lim.align = MIRROR_ALIGN;
+	/* Whatever came before this session counts as this one's floor. */
+	s->s_frontier_lseq = m->mr_lseq;
+	m->mr_active = s;
+	event_del(s->s_timer);
+
+	memset(&a, 0, sizeof(a));
+	a.proto_version = WIRE_VERSION;
+	a.capabilities = h.capabilities &
+	    (WIRE_CAP_ACK_RECEIVED | WIRE_CAP_ACK_APPLIED);
+	memcpy(a.uuid, m->mr_meta.md_uuid, META_UUID_LEN);
+	a.volume_size = cfg->vol_size;
+	a.extent_size = cfg->extent_size;
+	a.max_payload = s->s_lim.max_payload;
+	wire_encode_hello(buf, &a);
+	send_frame(s, &ah, buf);
+	log_info("peer %s: primary session started (uuid %s, max payload %u)",
+	    s->s_peer, u1, a.max_payload);
+}
+
+/* ---- operations ------------------------------------------------------ */
+
+/*
+ * The local frontier for the primary's frontier pf: the local number of
+ * the newest op of this session numbered <= pf. Frontiers never decrease,
+ * so entries passed once are dropped.
+ */
+static uint64_t
+fmap_frontier(struct session *s, uint64_t pf)
+{
+	while (s->s_fmap_len > 0 && s->s_fmap[s->s_fmap_head].fm_pseq <= pf) {
+		s->s_frontier_lseq = s->s_fmap[s->s_fmap_head].fm_lseq;
+		s->s_fmap_head = (s->s_fmap_head + 1) % s->s_fmap_cap;
+		s->s_fmap_len--;
+	}
+	return s->s_frontier_lseq;
+}
+
+static int
+fmap_push(struct session *s, uint64_t pseq, uint64_t lseq)
+{
+	if (s->s_fmap_len == s->s_fmap_cap) {
+		size_t ncap = s->s_fmap_cap ? s->s_fmap_cap * 2 : 1024, i;
+		struct fmap *n;
+
+		if (ncap > MIRROR_FMAP_MAX)
+			return -1;
+		if ((n = malloc(ncap * sizeof(*n))) == NULL)
+			return -1;
+		for (i = 0; i < s->s_fmap_len; i++)
+			n[i] = s->s_fmap[(s->s_fmap_head + i) % s->s_fmap_cap];
+		free(s->s_fmap);
+		s->s_fmap = n;
+		s->s_fmap_cap = ncap;
+		s->s_fmap_head = 0;
+	}
+	s->s_fmap[(s->s_fmap_head + s->s_fmap_len) % s->s_fmap_cap] =
+	    (struct fmap){ pseq, lseq };
+	s->s_fmap_len++;
+	return 0;
+}
+
+static const enum tg_type op_types[] = {
+	[WIRE_WRITE] = TG_WRITE,
+	[WIRE_WRITE_ZEROES] = TG_WRITE_ZEROES,
+	[WIRE_TRIM] = TG_TRIM,
+	[WIRE_FLUSH] = TG_FLUSH,
+};
+
+/*
+ * One operation frame whose header is decoded and whose payload (plen
+ * bytes) is at the head of in. Returns 0, or -1 if the session failed.
+ */
+static int
+handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
+{
+	struct mirror *m = s->s_m;
+	struct mop *mo;
+	uint64_t lseq, lfront;
+	int rc;
+
+	if (h->seq <= s->s_last_pseq) {
+		session_fail(s, "sequence number %llu not above %llu",
+		    (unsigned long long)h->seq,
+		    (unsigned long long)s->s_last_pseq);
+		return -1;
+	}
+	if (h->frontier >= h->seq || h->frontier < s->s_last_pfrontier) {
+		session_fail(s, "frontier %llu of op %llu is not in [%llu, %llu)",
+		    (unsigned long long)h->frontier, (unsigned long long)h->seq,
+		    (unsigned long long)s->s_last_pfrontier,
+		    (unsigned long long)h->seq);
+		return -1;
+	}
+	if ((mo = malloc(sizeof(*mo) + h->plen)) == NULL) {
+		session_fail(s, "out of memory for op %llu",
+		    (unsigned long long)h->seq);
+		return -1;
+	}
+	lfront = fmap_frontier(s, h->frontier);
+	lseq = m->mr_lseq + 1;
+	if (fmap_push(s, h->seq, lseq) != 0) {
+		free(mo);
+		session_fail(s, "frontier %llu lags more than %u ops behind",
+		    (unsigned long long)h->frontier, MIRROR_FMAP_MAX);
+		return -1;
+	}
+	memset(&mo->mo_op, 0, sizeof(mo->mo_op));
+	mo->mo_op.seq = lseq;
+	mo->mo_op.frontier = lfront;
+	mo->mo_op.off = h->offset;
+	mo->mo_op.len = h->length;
+	mo->mo_op.type = op_types[h->type];
+	mo->mo_op.flags = h->flags;
+	mo->mo_op.buf = h->plen > 0 ? mo->mo_data : NULL;
+	mo->mo_op.done = apply_done;
+	mo->mo_op.arg = m;
+	mo->mo_s = s;
+	mo->mo_pseq = h->seq;
+	mo->mo_bytes = sizeof(*mo) + h->plen;
+	mo->mo_status = 0;
+	if (h->plen > 0)
+		evbuffer_remove(in, mo->mo_data, h->plen);
+
+	/* The checks above keep the engine's ordering contract. */
+	if ((rc = tg_submit(m->mr_tg, &mo->mo_op)) != 0) {
+		free(mo);
+		session_fail(s, "cannot queue op %llu: %s",
+		    (unsigned long long)h->seq, strerror(-rc));
+		return -1;
+	}
+	m->mr_lseq = lseq;
+	s->s_last_pseq = h->seq;
+	s->s_last_pfrontier = h->frontier;
+	s->s_refs++;
+	m->mr_inflight++;
+	m->mr_queued_bytes += mo->mo_bytes;
+	m->mr_ops++;
+	m->mr_bytes += h->length;
+	if (s->s_caps & WIRE_CAP_ACK_RECEIVED)
+		session_ack(s, h->seq, WIRE_ACK_RECEIVED, 0);
+	return 0;
+}
+
+/*
+ * Handles one whole frame at the head of in (header still there).
+ * Returns 0 to go on, -1 when the session failed or is closing.
+ */
+static int
+handle_frame(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
+{
+	uint8_t hello[WIRE_HELLO_SIZE];
+	struct wire_hdr pong;
+
+	evbuffer_drain(in, WIRE_HDR_SIZE);
+	if (!s->s_hello) {
+		if (h->type != WIRE_HELLO) {
+			session_fail(s, "expected a hello, got %s",
+			    wire_type_name(h->type));
+			return -1;
+		}
+		evbuffer_remove(in, hello, h->plen);
+		handle_hello(s, hello, h->plen);
+		return s->s_closing ? -1 : 0;
+	}
+	switch (h->type) {
+	case WIRE_WRITE:
+	case WIRE_WRITE_ZEROES:
+	case WIRE_TRIM:
+	case WIRE_FLUSH:
+		return handle_op(s, h, in);
+	case WIRE_PING:
+		evbuffer_drain(in, h->plen);
+		if (!(h->flags & WIRE_F_PONG)) {
+			memset(&pong, 0, sizeof(pong));
+			pong.type = WIRE_PING;
+			pong.flags = WIRE_F_PONG;
+			pong.seq = h->seq;
+			send_frame(s, &pong, NULL);
+		}
+		return 0;
+	case WIRE_GOODBYE:
+		log_info("peer %s: goodbye", s->s_peer);
+		evbuffer_drain(in, h->plen);
+		s->s_closing = 1;	/* acks of what is in flight still go */
+		bufferevent_disable(s->s_bev, EV_READ);
+		if (s->s_refs == 0)
+			session_drop(s);
+		return -1;
+	default:
+		session_fail(s, "unexpected %s frame", wire_type_name(h->type));
+		return -1;
+	}
+}
+
+static void
+session_read(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct wire_hdr h;
+	uint8_t *p;
+	int rc;
+
+	while (!s->s_closing && s->s_bev != NULL) {
+		if (s->s_hello && must_pause(s)) {
+			s->s_paused = 1;
+			bufferevent_disable(bev, EV_READ);
+			return;
+		}
+		if ((p = evbuffer_pullup(in, WIRE_HDR_SIZE)) == NULL)
+			return;		/* not a whole header yet */
+		rc = wire_decode_hdr(p, WIRE_HDR_SIZE, &s->s_lim, &h);
+		if (rc != 0) {
+			session_fail(s, "%s", wire_strerror(rc));
+			return;
+		}
+		if (evbuffer_get_length(in) < WIRE_HDR_SIZE + (size_t)h.plen) {
+			/* Wake up only once the whole frame is here. */
+			bufferevent_setwatermark(bev, EV_READ,
+			    WIRE_HDR_SIZE + (size_t)h.plen,
+			    2 * (WIRE_HDR_SIZE + (size_t)MIRROR_MAX_PAYLOAD));
+			return;
+		}
+		bufferevent_setwatermark(bev, EV_READ, 0,
+		    2 * (WIRE_HDR_SIZE + (size_t)MIRROR_MAX_PAYLOAD));
+		if (handle_frame(s, &h, in) != 0)
+			return;
+	}
+}
+
+static void
+session_write(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (s->s_closing && s->s_refs == 0)
+		session_drop(s);
+	else if (s->s_paused)
+		session_resume_all(s->s_m);
+}
+
+static void
+session_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	if (what & BEV_EVENT_CONNECTED) {
+		s->s_tls_up = 1;
+		log_debug("peer %s: TLS established", s->s_peer);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		if (!s->s_tls_up)
+			tls_log_errors(s->s_peer, "TLS handshake failed", ssl);
+		else
+			tls_log_errors(s->s_peer, "connection error", NULL);
+	} else if (what & BEV_EVENT_EOF) {
+		if (s->s_hello && !s->s_closing)
+			log_warnx("peer %s: connection lost", s->s_peer);
+		else
+			log_debug("peer %s: closed by the peer", s->s_peer);
+	}
+	session_drop(s);
+}
+
+static void
+hello_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd; (void)what;
+	session_fail(s, "no hello within %d s", MIRROR_HELLO_TIMEOUT);
+}
+
+static void
+listener_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct mirror *m = arg;
+	struct session *s;
+	struct timeval tv = { MIRROR_HELLO_TIMEOUT, 0 };
+	char host[INET6_ADDRSTRLEN], port[8];
+	SSL *ssl;
+	int one = 1;
+
+	(void)l;
+	if (getnameinfo(sa, (socklen_t)salen, host, sizeof(host), port,
+	    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		snprintf(host, sizeof(host), "?");
+	if (m->mr_stopping) {
+		evutil_closesocket(fd);
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (ssl = tls_ssl_new(m->mr_ssl, m->mr_cfg.tls_peer_name)) == NULL) {
+		log_warnx("peer %s:%s: cannot set up a connection", host, port);
+		free(s);
+		evutil_closesocket(fd);
+		return;
+	}
+	snprintf(s->s_peer, sizeof(s->s_peer), sa->sa_family == AF_INET6 ?
+	    "[%s]:%s" : "%s:%s", host, port);
+	s->s_m = m;
+	s->s_lim.max_payload = 0;	/* only a hello, exempt, before hello */
+	s->s_lim.volume_size = 0;
+	s->s_lim.align = MIRROR_ALIGN;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->s_bev = bufferevent_openssl_socket_new(m->mr_base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	s->s_timer = evtimer_new(m->mr_base, hello_timeout, s);
+	if (s->s_bev == NULL || s->s_timer == NULL) {
+		log_warnx("peer %s: cannot set up a connection", s->s_peer);
+		if (s->s_bev != NULL) {
+			bufferevent_free(s->s_bev);
+		} else {
+			SSL_free(ssl);
+			evutil_closesocket(fd);
+		}
+		if (s->s_timer != NULL)
+			event_free(s->s_timer);
+		free(s);
+		return;
+	}
+	s->s_next = m->mr_sessions;
+	m->mr_sessions = s;
+	m->mr_nsessions++;
+	bufferevent_setcb(s->s_bev, session_read, session_write, session_event,
+	    s);
+	bufferevent_setwatermark(s->s_bev, EV_READ, 0,
+	    2 * (WIRE_HDR_SIZE + (size_t)MIRROR_MAX_PAYLOAD));
+	bufferevent_enable(s->s_bev, EV_READ | EV_WRITE);
+	evtimer_add(s->s_timer, &tv);
+	log_debug("peer %s: connected", s->s_peer);
+}
+
+static void
+listener_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd; (void)what;
+	evconnlistener_enable(arg);
+}
+
+static void
+listener_error(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)arg;
+	log_warnx("listener: accept: %s", evutil_socket_error_to_string(err));
+	if (err == EMFILE || err == ENFILE) {
+		/* Out of descriptors: pause a second instead of spinning. */
+		struct timeval tv = { 1, 0 };
+		evconnlistener_disable(l);
+		event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT,
+		    listener_resume, l, &tv);
+	}
+}
+
+int
+session_listen(struct mirror *m, char *err, size_t errlen)
+{
+	struct addrinfo hints, *res = NULL;
+	char host[256], port[16];
+	int rc;
+
+	if (config_split_hostport(m->mr_cfg.listen, host, sizeof(host), port,
+	    sizeof(port)) != 0) {
+		snprintf(err, errlen, "mirror.listen \"%s\": not host:port",
+		    m->mr_cfg.listen);
+		return -1;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+		snprintf(err, errlen, "mirror.listen %s: %s", m->mr_cfg.listen,
+		    gai_strerror(rc));
+		return -1;
+	}
+	m->mr_listener = evconnlistener_new_bind(m->mr_base, listener_accept, m,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+	    64, res->ai_addr, (int)res->ai_addrlen);
+	freeaddrinfo(res);
+	if (m->mr_listener == NULL) {
+		snprintf(err, errlen, "mirror.listen %s: %s", m->mr_cfg.listen,
+		    strerror(errno));
+		return -1;
+	}
+	evconnlistener_set_error_cb(m->mr_listener, listener_error);
+	return 0;
+}
+
+/*
+ * Stops reading everywhere and says goodbye. A session with ops in flight
+ * stays until their acks have gone (session_write drops it then).
+ */
+void
+session_shutdown_all(struct mirror *m, const char *reason)
+{
+	struct session *s, *next;
+
+	for (s = m->mr_sessions; s != NULL; s = next) {
+		next = s->s_next;
+		if (s->s_bev == NULL || s->s_closing)
+			continue;
+		if (s->s_hello)
+			send_goodbye(s, reason);
+		if (s->s_refs == 0) {
+			session_close(s);
+		} else {
+			s->s_closing = 1;
+			bufferevent_disable(s->s_bev, EV_READ);
+		}
+	}
+}
+
+/* At exit, after the loop: frees what is left. */
+void
+session_free_all(struct mirror *m)
+{
+	while (m->mr_sessions != NULL) {
+		struct session *s = m->mr_sessions;
+
+		if (s->s_bev != NULL) {
+			bufferevent_free(s->s_bev);
+			s->s_bev = NULL;
+		}
+		s->s_refs = 0;
+		m->mr_stopping = 0;	/* no stop check from session_free */
+		session_free(s);
+	}
+	if (m->mr_listener != NULL)
+		evconnlistener_free(m->mr_listener);
+	m->mr_listener = NULL;
+}
