@@ -47,6 +47,7 @@ UNITS     := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 BENCHES   := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 FUZZERS   := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
 
+.SECONDARY:
 .PHONY: all check deps demo fuzz fuzz-if-clang bench clean install
 all: $(BINS) $(UNITS) $(BENCHES)
 
@@ -103,6 +104,10 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 0755 $(filter-out %testpeer,$(BINS)) $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0644 $(wildcard */*.8) $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 0644 $(wildcard */*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -d $(DESTDIR)$(PREFIX)/share/doc/duet
+	install -m 0644 conf/duet.conf.example $(DESTDIR)$(PREFIX)/share/doc/duet/
 
 clean:
 	rm -rf build build-san build-fuzz
