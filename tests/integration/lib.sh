@@ -1,0 +1,290 @@
+# lib.sh: shared helpers for tests/integration/NN-*.sh (POSIX sh; sourced).
+#
+# A test gets a private directory $T, throwaway certificates, a free port,
+# and a mirror it starts and stops by pid. On exit, whatever way, cleanup
+# stops exactly the processes this test started (their pids are in
+# $MIRROR_PID and $BG_PIDS; nothing is ever looked up by name) and removes
+# $T (kept when DUET_KEEP=1, for a post-mortem).
+#
+# Exit codes: 0 pass, 1 fail (fail), 77 skip (need).
+#
+#   need CMD            skip the test unless CMD is installed
+#   fail MSG...         print MSG and the mirror log tail, exit 1
+#   mk_certs            $T/certs: ca.pem, mirror.{pem,key}, primary.{pem,key}
+#   free_port           print a free TCP port on 127.0.0.1
+#   write_conf FILE [SIZE]   a mirror config for volume vol0 on $PORT
+#   start_mirror [CONF] start duet-mirror -f in the background, wait for
+#                       it to listen ($MIRROR_PID, log in $MIRROR_LOG)
+#   stop_mirror         SIGTERM it, wait (bounded); returns its exit code
+#   crash_mirror        SIGKILL it
+#   peer ARGS...        run duet-testpeer against the mirror (cert primary)
+#   bg CMD...           run CMD (a program, or "peer ARGS...") in the
+#                       background; its pid in $LAST_PID
+#   bg_wait PID         wait for a pid started by bg; returns its exit code
+#   log_for ADDR        the mirror log lines naming a peer address
+#   log_wait ADDR RE    wait (3 s) for such a line matching RE; print it
+#   wait_for FILE RE    wait (10 s) for a line matching RE in FILE
+#   local_addr FILE     the local address a duet-testpeer printed
+
+set -u
+
+DUET_BUILD=${DUET_BUILD:-$PWD/build}
+TOP=${DUET_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+MIRROR=$DUET_BUILD/duet-mirror
+TESTPEER=$DUET_BUILD/duet-testpeer
+MIRROR_PID=""
+BG_PIDS=""
+PORT=""
+SIZE=64M
+TNAME=$(basename "$0" .sh)
+
+T=$(mktemp -d /var/tmp/duet-it.XXXXXX) || { echo "FAIL: mktemp"; exit 1; }
+MIRROR_LOG=$T/mirror.log
+: >"$MIRROR_LOG"
+
+# Sends sig to pid and waits up to secs for it to go; then SIGKILL.
+_stop_pid() {
+	_p=$1 _sig=$2 _secs=$3
+	kill -"$_sig" "$_p" 2>/dev/null || return 0
+	_n=0
+	while kill -0 "$_p" 2>/dev/null && [ $_n -lt $((_secs * 10)) ]; do
+		sleep 0.1
+		_n=$((_n + 1))
+	done
+	if kill -0 "$_p" 2>/dev/null; then
+		echo "$TNAME: pid $_p did not exit on SIG$_sig, killing it" >&2
+		kill -KILL "$_p" 2>/dev/null
+	fi
+	wait "$_p" 2>/dev/null
+	return 0
+}
+
+cleanup() {
+	_rc=$?
+	trap - EXIT INT TERM HUP PIPE
+	for _p in $BG_PIDS; do
+		_stop_pid "$_p" TERM 5
+	done
+	[ -n "$MIRROR_PID" ] && _stop_pid "$MIRROR_PID" TERM 10
+	if [ "${DUET_KEEP:-0}" = 1 ]; then
+		echo "$TNAME: kept $T" >&2
+	else
+		rm -rf "$T"
+	fi
+	exit $_rc
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP PIPE
+
+need() {
+	command -v "$1" >/dev/null 2>&1 || { echo "SKIP: $1 not installed"; exit 77; }
+}
+
+fail() {
+	echo "FAIL: $TNAME: $*"
+	if [ -s "$MIRROR_LOG" ]; then
+		echo "--- mirror log (last 30 lines) ---"
+		tail -30 "$MIRROR_LOG"
+	fi
+	exit 1
+}
+
+# Prints a file indented, for a failure message.
+show() {
+	[ -f "$1" ] && sed 's/^/    /' "$1" | tail -"${2:-20}"
+}
+
+for _b in "$MIRROR" "$TESTPEER"; do
+	[ -x "$_b" ] || fail "$_b is not built (make)"
+done
+need openssl
+need cmp
+
+mk_certs() {
+	sh "$TOP/tests/certs.sh" "$T/certs" mirror primary ||
+	    fail "tests/certs.sh failed"
+}
+
+free_port() {
+	if command -v python3 >/dev/null 2>&1; then
+		python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])' && return 0
+	fi
+	need ss
+	while :; do
+		_p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
+		if [ -z "$(ss -Htln "sport = :$_p")" ]; then
+			echo "$_p"
+			return 0
+		fi
+	done
+}
+
+# write_conf FILE [SIZE]: small ranges (1M) so that ops crossing 1 MiB
+# boundaries are split over task groups.
+write_conf() {
+	[ -n "$PORT" ] || PORT=$(free_port)
+	cat >"$1" <<EOF
+# $TNAME: mirror of vol0 on 127.0.0.1:$PORT
+volume = {
+  name = "vol0";
+  path = "$T/mirror.img";
+  size = "${2:-$SIZE}";
+  metadata = "$T/mirror.meta";
+  extent_size = "64K";
+};
+mirror = {
+  listen = "127.0.0.1:$PORT";
+  task_groups = 4;
+  tasks_per_group = 2;
+  range_size = "1M";
+};
+tls = {
+  ca = "$T/certs/ca.pem";
+  cert = "$T/certs/mirror.pem";
+  key = "$T/certs/mirror.key";
+  peer_name = "primary";
+};
+status = {
+  socket = "$T/status.sock";
+};
+EOF
+}
+
+# True when something listens on 127.0.0.1:$1 (no connection is made, so
+# the mirror logs nothing for the probe).
+_listening() {
+	if command -v ss >/dev/null 2>&1; then
+		[ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ]
+	else
+		python3 -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$1" \
+		    2>/dev/null
+	fi
+}
+
+start_mirror() {
+	_conf=${1:-$T/mirror.conf}
+	[ -z "$MIRROR_PID" ] || fail "start_mirror: already running"
+	echo "=== start $(date +%T.%N)" >>"$MIRROR_LOG"
+	"$MIRROR" -c "$_conf" -f 2>>"$MIRROR_LOG" >>"$MIRROR_LOG" &
+	MIRROR_PID=$!
+	_n=0
+	until _listening "$PORT"; do
+		if ! kill -0 "$MIRROR_PID" 2>/dev/null; then
+			wait "$MIRROR_PID"
+			_rc=$?
+			MIRROR_PID=""
+			fail "duet-mirror exited with $_rc before listening"
+		fi
+		_n=$((_n + 1))
+		[ $_n -le 100 ] || fail "duet-mirror not listening on port $PORT after 10 s"
+		sleep 0.1
+	done
+}
+
+stop_mirror() {
+	[ -n "$MIRROR_PID" ] || return 0
+	kill -TERM "$MIRROR_PID" 2>/dev/null
+	_n=0
+	while kill -0 "$MIRROR_PID" 2>/dev/null; do
+		_n=$((_n + 1))
+		if [ $_n -gt 100 ]; then
+			kill -KILL "$MIRROR_PID" 2>/dev/null
+			wait "$MIRROR_PID" 2>/dev/null
+			MIRROR_PID=""
+			echo "duet-mirror did not exit within 10 s of SIGTERM" >&2
+			return 124
+		fi
+		sleep 0.1
+	done
+	wait "$MIRROR_PID"
+	_rc=$?
+	MIRROR_PID=""
+	return $_rc
+}
+
+# crash_mirror: SIGKILL, as a crash would stop it.
+crash_mirror() {
+	[ -n "$MIRROR_PID" ] || return 0
+	kill -KILL "$MIRROR_PID" 2>/dev/null
+	wait "$MIRROR_PID" 2>/dev/null
+	MIRROR_PID=""
+	echo "=== killed $(date +%T.%N)" >>"$MIRROR_LOG"
+}
+
+peer() {
+	"$TESTPEER" --connect "127.0.0.1:$PORT" --ca "$T/certs/ca.pem" \
+	    --cert "$T/certs/primary.pem" --key "$T/certs/primary.key" \
+	    --peer-name mirror --size "$SIZE" "$@"
+}
+
+# A function run with & is a subshell whose pid is not the program's, and
+# a signal to it would leave the program running: so "bg peer ..." spells
+# the command out, and the background child execs the program itself.
+bg() {
+	if [ "$1" = peer ]; then
+		shift
+		set -- "$TESTPEER" --connect "127.0.0.1:$PORT" \
+		    --ca "$T/certs/ca.pem" --cert "$T/certs/primary.pem" \
+		    --key "$T/certs/primary.key" --peer-name mirror \
+		    --size "$SIZE" "$@"
+	fi
+	"$@" &
+	LAST_PID=$!
+	BG_PIDS="$BG_PIDS $LAST_PID"
+}
+
+bg_wait() {
+	wait "$1"
+	_rc=$?
+	_left=""
+	for _p in $BG_PIDS; do
+		[ "$_p" = "$1" ] || _left="$_left $_p"
+	done
+	BG_PIDS=$_left
+	return $_rc
+}
+
+# log_for ADDR: the mirror log lines about peer ADDR ("127.0.0.1:4711"),
+# matched on ":PORT" not followed by a digit.
+log_for() {
+	_port=${1##*:}
+	grep -E ":$_port([^0-9]|\$)" "$MIRROR_LOG"
+}
+
+# log_wait ADDR REGEX: waits up to 3 s for a mirror log line about ADDR
+# matching REGEX (case-insensitive); prints it.
+log_wait() {
+	_n=0
+	while [ $_n -lt 30 ]; do
+		if log_for "$1" | grep -Ei "$2"; then
+			return 0
+		fi
+		sleep 0.1
+		_n=$((_n + 1))
+	done
+	return 1
+}
+
+# local_addr FILE: the "local ADDR" line duet-testpeer printed.
+local_addr() {
+	sed -n 's/^local //p' "$1" | head -1
+}
+
+# wait_for FILE REGEX [PID]: waits up to 10 s for a line matching REGEX in
+# FILE (while PID, if given, lives). Returns 1 on timeout or PID's end.
+wait_for() {
+	_n=0
+	until grep -Eq "$2" "$1" 2>/dev/null; do
+		if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then
+			grep -Eq "$2" "$1" 2>/dev/null
+			return
+		fi
+		_n=$((_n + 1))
+		[ $_n -le 100 ] || return 1
+		sleep 0.1
+	done
+}
