@@ -16,8 +16,8 @@
 #     one after another)                                  -> volume == model
 #  4. memsync, 4 MiB frames (more in flight than the mirror queues, so it
 #     pauses reading), random frontiers                   -> volume == model
-#  5. another uuid is refused ("uuid"), a wrong volume size is refused
-#     ("size"), and neither touches the volume
+#  5. another uuid is refused ("uuid"), a wrong volume size ("size") or
+#     extent size ("extent") too, and none of them touches the volume
 #  6. SIGTERM -> exit 0; restart: the uuid survived (U2 still refused, U1
 #     accepted), the volume too
 . "$(dirname "$0")/lib.sh"
@@ -75,6 +75,11 @@ peer --uuid "$U1" --size 32M --ops 10 --expect-refusal size \
     fail "a wrong volume size was not refused with a reason naming the" \
     "size: $(show "$T/size.out")"
 cat "$T/size.out"
+peer --uuid "$U1" --extent-size 4096 --ops 10 --expect-refusal extent \
+    >"$T/extent.out" 2>&1 ||
+    fail "a wrong extent size was not refused with a reason naming the" \
+    "extent size: $(show "$T/extent.out")"
+cat "$T/extent.out"
 # Without --expect-refusal a refusal is exit 3.
 peer --uuid "$U2" --ops 10 >"$T/uuid3.out" 2>&1
 rc=$?

@@ -93,7 +93,7 @@ bg_wait $p_garbage; check_closed garbage $? "$T/garbage.out" 'magic'
 bg_wait $p_badversion; check_closed badversion $? "$T/badversion.out" 'version'
 bg_wait $p_rogue; check_tls_refused "rogue CA" $? "$T/rogue.out"
 bg_wait $p_intruder; check_tls_refused "wrong name" $? "$T/intruder.out"
-if kill -0 "$honest" 2>/dev/null; then
+if _alive "$honest"; then
 	echo "     (the honest run was still streaming through all of the above)"
 else
 	echo "     (note: the honest run had already finished)"

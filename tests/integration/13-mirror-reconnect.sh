@@ -28,7 +28,7 @@ stream_bg() {
 	wait_for "$T/$1.out" 'hello accepted' "$LAST_PID" ||
 	    fail "$1: no hello accepted: $(show "$T/$1.out")"
 	sleep 0.5
-	kill -0 "$LAST_PID" 2>/dev/null ||
+	_alive "$LAST_PID" ||
 	    fail "$1: the stream ended early: $(show "$T/$1.out")"
 }
 

@@ -42,16 +42,26 @@ T=$(mktemp -d /var/tmp/duet-it.XXXXXX) || { echo "FAIL: mktemp"; exit 1; }
 MIRROR_LOG=$T/mirror.log
 : >"$MIRROR_LOG"
 
+# True while our child pid runs (an exited, unreaped child is a zombie:
+# kill -0 still succeeds on it).
+_alive() {
+	kill -0 "$1" 2>/dev/null || return 1
+	case $(ps -o stat= -p "$1" 2>/dev/null) in
+	Z*) return 1 ;;
+	esac
+	return 0
+}
+
 # Sends sig to pid and waits up to secs for it to go; then SIGKILL.
 _stop_pid() {
 	_p=$1 _sig=$2 _secs=$3
 	kill -"$_sig" "$_p" 2>/dev/null || return 0
 	_n=0
-	while kill -0 "$_p" 2>/dev/null && [ $_n -lt $((_secs * 10)) ]; do
+	while _alive "$_p" && [ $_n -lt $((_secs * 10)) ]; do
 		sleep 0.1
 		_n=$((_n + 1))
 	done
-	if kill -0 "$_p" 2>/dev/null; then
+	if _alive "$_p"; then
 		echo "$TNAME: pid $_p did not exit on SIG$_sig, killing it" >&2
 		kill -KILL "$_p" 2>/dev/null
 	fi
@@ -173,7 +183,7 @@ start_mirror() {
 	MIRROR_PID=$!
 	_n=0
 	until _listening "$PORT"; do
-		if ! kill -0 "$MIRROR_PID" 2>/dev/null; then
+		if ! _alive "$MIRROR_PID"; then
 			wait "$MIRROR_PID"
 			_rc=$?
 			MIRROR_PID=""
@@ -189,7 +199,7 @@ stop_mirror() {
 	[ -n "$MIRROR_PID" ] || return 0
 	kill -TERM "$MIRROR_PID" 2>/dev/null
 	_n=0
-	while kill -0 "$MIRROR_PID" 2>/dev/null; do
+	while _alive "$MIRROR_PID"; do
 		_n=$((_n + 1))
 		if [ $_n -gt 100 ]; then
 			kill -KILL "$MIRROR_PID" 2>/dev/null
@@ -279,7 +289,7 @@ local_addr() {
 wait_for() {
 	_n=0
 	until grep -Eq "$2" "$1" 2>/dev/null; do
-		if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then
+		if [ -n "${3:-}" ] && ! _alive "$3"; then
 			grep -Eq "$2" "$1" 2>/dev/null
 			return
 		fi

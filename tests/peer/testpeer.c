@@ -5,8 +5,11 @@
  * Honest mode: hello, then --ops seeded random operations (WRITE with
  * random data, WRITE_ZEROES, TRIM, FLUSH; FUA now and then), numbered
  * 1, 2, 3, ..., at most PEER_WINDOW of them not yet acked APPLIED. Each
- * carries the frontier: the highest S such that every op <= S has been
- * acked APPLIED. Every op is applied to an in-memory model image when it is
+ * carries the frontier: by default the highest S such that every op <= S
+ * has been acked APPLIED (--frontier: see stream_frontier). A PING goes
+ * first and after every PEER_PING_EVERY ops; each wants its PONG, and the
+ * mirror's PINGs are answered. Every op is applied to an in-memory model
+ * image when it is
  * sent, so the model is the image of applying the ops one by one in
  * sequence order (DESIGN.md invariant 4); at the end a FLUSH, a GOODBYE,
  * and the model goes to --image for the test to cmp with the mirror's
@@ -550,9 +553,15 @@ stream_input(struct stream *s)
 	return 0;
 }
 
+/*
+ * Writes the model to path, sparse: all-zero 64 KiB blocks become holes,
+ * so a large, mostly untouched volume costs little disk.
+ */
 static int
 write_file(const char *path, const uint8_t *p, uint64_t n)
 {
+	static const uint8_t zero[65536];
+	uint64_t off, len;
 	ssize_t w;
 	int fd;
 
@@ -561,21 +570,19 @@ write_file(const char *path, const uint8_t *p, uint64_t n)
 		fprintf(stderr, "testpeer: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	while (n > 0) {
-		if ((w = write(fd, p, n > (1u << 30) ? (1u << 30) : n)) == -1) {
-			if (errno == EINTR)
-				continue;
+	for (off = 0; off < n; off += len) {
+		len = n - off < sizeof(zero) ? n - off : sizeof(zero);
+		if (memcmp(p + off, zero, len) == 0)
+			continue;
+		if ((w = pwrite(fd, p + off, len, (off_t)off)) != (ssize_t)len) {
 			fprintf(stderr, "testpeer: write %s: %s\n", path,
-			    strerror(errno));
+			    w == -1 ? strerror(errno) : "short write");
 			close(fd);
 			return -1;
 		}
-		p += w;
-		n -= (uint64_t)w;
 	}
-	if (close(fd) == -1) {
-		fprintf(stderr, "testpeer: close %s: %s\n", path,
-		    strerror(errno));
+	if (ftruncate(fd, (off_t)n) == -1 || close(fd) == -1) {
+		fprintf(stderr, "testpeer: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
 	return 0;
