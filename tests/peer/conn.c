@@ -130,6 +130,35 @@ conn_tcp(struct conn *c, const char *hostport)
 	return 0;
 }
 
+/*
+ * --no-cert: the client context of tls.c (TLS 1.3, the mirror verified
+ * against the CA) without a certificate of our own, which the mirror must
+ * refuse.
+ */
+static SSL_CTX *
+conn_ctx_nocert(const struct peer_opts *o, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL ||
+	    !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_load_verify_locations(ctx, o->ca, NULL)) {
+		conn_ssl_errors(err, errlen);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	return ctx;
+}
+
+int
+conn_open_tcp(struct conn *c, const char *hostport)
+{
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	return conn_tcp(c, hostport);
+}
+
 int
 conn_open(struct conn *c, const struct peer_opts *o)
 {
@@ -148,8 +177,17 @@ conn_open(struct conn *c, const struct peer_opts *o)
 	snprintf(cfg.tls_key, sizeof(cfg.tls_key), "%s", o->key);
 	snprintf(cfg.tls_peer_name, sizeof(cfg.tls_peer_name), "%s",
 	    o->peer_name);
-	if ((c->ctx = tls_ctx_new(&cfg, 0, err, sizeof(err))) == NULL) {
+	c->ctx = o->no_cert ? conn_ctx_nocert(o, err, sizeof(err)) :
+	    tls_ctx_new(&cfg, 0, err, sizeof(err));
+	if (c->ctx == NULL) {
 		fprintf(stderr, "testpeer: TLS setup: %s\n", err);
+		return -1;
+	}
+	if (o->tls12 &&
+	    (!SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(c->ctx, TLS1_2_VERSION))) {
+		conn_ssl_errors(err, sizeof(err));
+		fprintf(stderr, "testpeer: cannot limit TLS to 1.2: %s\n", err);
 		return -1;
 	}
 	if ((c->ssl = tls_ssl_new(c->ctx, o->peer_name)) == NULL) {

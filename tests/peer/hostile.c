@@ -17,11 +17,17 @@
  *               at 4096 (must be refused, never applied)
  *   frontier    hello, then a WRITE (seq 2, 4 KiB at 8192) whose frontier 5
  *               is not below its seq
+ *   plaintext   no TLS at all: an HTTP request in the clear
  */
+#include <sys/socket.h>
+
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -31,7 +37,7 @@
 
 enum hostile_kind {
 	H_GARBAGE, H_BADVERSION, H_HALF, H_OVERSIZED, H_OFFSET, H_MISALIGNED,
-	H_NOSEQ, H_FRONTIER
+	H_NOSEQ, H_FRONTIER, H_PLAINTEXT
 };
 
 static const struct {
@@ -47,6 +53,7 @@ static const struct {
 	{ "misaligned", H_MISALIGNED, 1 },
 	{ "noseq", H_NOSEQ, 1 },
 	{ "frontier", H_FRONTIER, 1 },
+	{ "plaintext", H_PLAINTEXT, 0 },
 };
 #define NKINDS	(sizeof(hostile_kinds) / sizeof(hostile_kinds[0]))
 
@@ -145,6 +152,53 @@ hostile_wait_applied(struct conn *c, const struct peer_opts *o, uint64_t seq)
 	}
 }
 
+/* --hostile plaintext: no TLS; the mirror must hang up on us. */
+static int
+hostile_plaintext(const struct peer_opts *o)
+{
+	static const char req[] = "GET / HTTP/1.0\r\nHost: duet\r\n\r\n";
+	struct conn c;
+	struct pollfd pfd;
+	uint8_t buf[4096];
+	uint64_t start, deadline, got = 0;
+	ssize_t n;
+	int ret = PEER_EXIT_FAIL;
+
+	if (conn_open_tcp(&c, o->connect) == -1)
+		return PEER_EXIT_FAIL;
+	if (send(c.fd, req, sizeof(req) - 1, MSG_NOSIGNAL) !=
+	    (ssize_t)sizeof(req) - 1) {
+		fprintf(stderr, "testpeer: send: %s\n", strerror(errno));
+		goto out;
+	}
+	start = peer_now_ms();
+	deadline = start + (uint64_t)o->timeout * 1000;
+	while (peer_now_ms() < deadline) {
+		pfd.fd = c.fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		if ((n = read(c.fd, buf, sizeof(buf))) > 0) {
+			got += (uint64_t)n;
+			continue;
+		}
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		printf("hostile plaintext: mirror closed (%s) after %" PRIu64
+		    " ms, having sent %" PRIu64 " bytes\n",
+		    n == 0 ? "EOF" : strerror(errno), peer_now_ms() - start,
+		    got);
+		ret = PEER_EXIT_OK;
+		goto out;
+	}
+	fprintf(stderr, "testpeer: hostile plaintext: the mirror kept the "
+	    "connection open for %d s\n", o->timeout);
+out:
+	close(c.fd);
+	return ret;
+}
+
 int
 hostile_run(const struct peer_opts *o)
 {
@@ -164,11 +218,13 @@ hostile_run(const struct peer_opts *o)
 	if (i == NKINDS) {
 		fprintf(stderr, "testpeer: --hostile %s: unknown kind (garbage, "
 		    "badversion, half, oversized, offset, misaligned, noseq, "
-		    "frontier)\n",
+		    "frontier, plaintext)\n",
 		    o->hostile);
 		return PEER_EXIT_USAGE;
 	}
 	kind = hostile_kinds[i].hk_kind;
+	if (kind == H_PLAINTEXT)
+		return hostile_plaintext(o);
 
 	if (conn_open(&c, o) == -1)
 		goto out;
@@ -226,6 +282,8 @@ hostile_run(const struct peer_opts *o)
 	case H_MISALIGNED:
 		hostile_write(&c, 1, 0, 100, 4096);
 		break;
+	case H_PLAINTEXT:
+		break;		/* handled above */
 	case H_NOSEQ:
 		/* The first is valid: wait until it is applied, so the test
 		 * knows the volume's state; the second must be refused. */

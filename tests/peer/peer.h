@@ -44,6 +44,8 @@ struct peer_opts {
 	uint32_t	 max_len;
 	enum peer_frontier frontier;
 	int		 fill;		/* write the whole volume first */
+	int		 no_cert;	/* TLS without a client certificate */
+	int		 tls12;		/* offer TLS 1.2 only */
 	const char	*image;		/* NULL: do not write the model */
 	const char	*base;		/* NULL: the model starts all zero */
 	const char	*hostile;	/* NULL: honest */
@@ -76,6 +78,8 @@ struct conn {
 };
 
 int	 conn_open(struct conn *c, const struct peer_opts *o);
+/* TCP only, no TLS (c->ssl stays NULL; use the fd directly). */
+int	 conn_open_tcp(struct conn *c, const char *hostport);
 void	 conn_close(struct conn *c);
 /* Reserves n bytes at the end of out and returns them; out must be empty. */
 uint8_t	*conn_out_reserve(struct conn *c, size_t n);

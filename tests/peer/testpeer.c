@@ -84,9 +84,9 @@ usage(void)
 "           --peer-name NAME --size BYTES [--extent-size 65536]\n"
 "           [--uuid HEX32] [--mode sync|memsync] [--seed N] [--ops N]\n"
 "           [--max-len BYTES] [--frontier acked|max|random] [--base IN]\n"
-"           [--fill] [--image OUT] [--timeout SECS]\n"
+"           [--fill] [--image OUT] [--timeout SECS] [--no-cert] [--tls12]\n"
 "           [--hostile garbage|badversion|half|oversized|offset|misaligned|\n"
-"                      noseq|frontier]\n"
+"                      noseq|frontier|plaintext]\n"
 "           [--expect-refusal SUBSTRING] [-v]\n"
 "exit: 0 ok, 1 protocol/ack error, 2 usage, 3 refused by the mirror\n");
 	exit(PEER_EXIT_USAGE);
@@ -813,6 +813,8 @@ main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "frontier", required_argument, NULL, 'F' },
 		{ "fill", no_argument, NULL, 'f' },
+		{ "no-cert", no_argument, NULL, 'N' },
+		{ "tls12", no_argument, NULL, '2' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -911,14 +913,16 @@ main(int argc, char **argv)
 			}
 			break;
 		case 'f': o.fill = 1; break;
+		case 'N': o.no_cert = 1; break;
+		case '2': o.tls12 = 1; break;
 		case 'v': o.verbose = 1; break;
 		default:
 			usage();
 		}
 	}
 	if (optind != argc || o.connect == NULL || o.ca == NULL ||
-	    o.cert == NULL || o.key == NULL || o.peer_name == NULL ||
-	    o.size == 0) {
+	    (!o.no_cert && (o.cert == NULL || o.key == NULL)) ||
+	    o.peer_name == NULL || o.size == 0) {
 		fprintf(stderr, "testpeer: --connect, --ca, --cert, --key, "
 		    "--peer-name and --size are required\n");
 		usage();
