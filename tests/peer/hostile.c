@@ -202,7 +202,7 @@ out:
 int
 hostile_run(const struct peer_opts *o)
 {
-	uint8_t payload[WIRE_HELLO_SIZE], *p;
+	uint8_t payload[WIRE_HELLO_SIZE], full[WIRE_HDR_SIZE], *p;
 	char why[WIRE_REASON_MAX + 64];
 	struct wire_hello hello;
 	struct wire_hdr h;
@@ -218,8 +218,7 @@ hostile_run(const struct peer_opts *o)
 	if (i == NKINDS) {
 		fprintf(stderr, "testpeer: --hostile %s: unknown kind (garbage, "
 		    "badversion, half, oversized, offset, misaligned, noseq, "
-		    "frontier, plaintext)\n",
-		    o->hostile);
+		    "frontier, plaintext)\n", o->hostile);
 		return PEER_EXIT_USAGE;
 	}
 	kind = hostile_kinds[i].hk_kind;
@@ -260,13 +259,9 @@ hostile_run(const struct peer_opts *o)
 	case H_HALF:
 		h.type = WIRE_HELLO;
 		h.plen = WIRE_HELLO_SIZE;
-		p = conn_out_reserve(&c, WIRE_HDR_SIZE / 2);
-		{
-			uint8_t full[WIRE_HDR_SIZE];
-
-			wire_encode_hdr(full, &h);
-			memcpy(p, full, WIRE_HDR_SIZE / 2);
-		}
+		wire_encode_hdr(full, &h);
+		memcpy(conn_out_reserve(&c, WIRE_HDR_SIZE / 2), full,
+		    WIRE_HDR_SIZE / 2);
 		break;
 	case H_OVERSIZED:
 		/* The header alone: the mirror must not wait for 1 GiB. */
