@@ -37,7 +37,9 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "common/log.h"
 #include "common/tls.h"
@@ -59,6 +61,7 @@ struct session {
 	int		 s_hello;	/* past hello: this is mr_active */
 	int		 s_closing;	/* no more reading; close once flushed */
 	int		 s_paused;	/* reading paused for memory */
+	const char	*s_goodbye;	/* to send once the last ack is out */
 	uint32_t	 s_caps;
 	struct wire_limits s_lim;
 	struct event	*s_timer;	/* hello timeout, then close timeout */
@@ -201,8 +204,15 @@ void
 session_op_finished(struct session *s)
 {
 	VERIFY(s->s_refs > 0);
-	if (--s->s_refs == 0 && s->s_bev == NULL)
+	if (--s->s_refs > 0)
+		return;
+	if (s->s_bev == NULL) {
 		session_free(s);
+	} else if (s->s_goodbye != NULL) {
+		/* The goodbye is the last frame: after every ack. */
+		send_goodbye(s, s->s_goodbye);
+		s->s_goodbye = NULL;
+	}
 }
 
 /* Whether reading must pause: too much unapplied or unsent. */
@@ -337,6 +347,12 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 	s->s_frontier_lseq = m->mr_lseq;
 	m->mr_active = s;
 	event_del(s->s_timer);
+	/* A primary pings when idle: silence this long means it is gone, and
+	 * must not keep a reconnecting primary out. */
+	{
+		struct timeval idle = { MIRROR_IDLE_TIMEOUT, 0 };
+		bufferevent_set_timeouts(s->s_bev, &idle, NULL);
+	}
 
 	memset(&a, 0, sizeof(a));
 	a.proto_version = WIRE_VERSION;
@@ -575,28 +591,55 @@ session_write(struct bufferevent *bev, void *arg)
 		session_resume_all(s->s_m);
 }
 
+/*
+ * Logs why a connection failed. libevent keeps the OpenSSL errors of a
+ * bufferevent to itself (bufferevent_get_openssl_error), so those come
+ * first; then the certificate verdict; failing both, the socket error.
+ */
+static void
+log_conn_error(struct session *s, struct bufferevent *bev, const char *what)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	unsigned long e;
+	char buf[256];
+	int n = 0, sockerr = EVUTIL_SOCKET_ERROR();
+	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+
+	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		log_warnx("peer %s: %s: %s", s->s_peer, what, buf);
+		n++;
+	}
+	tls_log_errors(s->s_peer, what, vr != X509_V_OK ? ssl : NULL);
+	if (n == 0 && vr == X509_V_OK)
+		log_warnx("peer %s: %s: %s", s->s_peer, what, sockerr != 0 ?
+		    evutil_socket_error_to_string(sockerr) :
+		    "connection closed");
+}
+
 static void
 session_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
-	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 
 	if (what & BEV_EVENT_CONNECTED) {
 		s->s_tls_up = 1;
 		log_debug("peer %s: TLS established", s->s_peer);
 		return;
 	}
-	if (what & BEV_EVENT_ERROR) {
-		if (!s->s_tls_up)
-			tls_log_errors(s->s_peer, "TLS handshake failed", ssl);
-		else
-			tls_log_errors(s->s_peer, "connection error", NULL);
-	} else if (what & BEV_EVENT_EOF) {
-		if (s->s_hello && !s->s_closing)
-			log_warnx("peer %s: connection lost", s->s_peer);
-		else
-			log_debug("peer %s: closed by the peer", s->s_peer);
+	if (what & BEV_EVENT_TIMEOUT) {
+		session_fail(s, "no frame for %d s", MIRROR_IDLE_TIMEOUT);
+		return;
 	}
+	if (!s->s_tls_up)
+		log_conn_error(s, bev, "TLS handshake failed");
+	else if ((what & BEV_EVENT_ERROR) && !s->s_closing)
+		log_conn_error(s, bev, "connection lost");
+	else if (s->s_hello && !s->s_closing)
+		log_warnx("peer %s: connection closed by the primary "
+		    "without a goodbye", s->s_peer);
+	else
+		log_debug("peer %s: closed by the peer", s->s_peer);
 	session_drop(s);
 }
 
@@ -740,11 +783,12 @@ session_shutdown_all(struct mirror *m, const char *reason)
 		next = s->s_next;
 		if (s->s_bev == NULL || s->s_closing)
 			continue;
-		if (s->s_hello)
-			send_goodbye(s, reason);
 		if (s->s_refs == 0) {
+			if (s->s_hello)
+				send_goodbye(s, reason);
 			session_close(s);
 		} else {
+			s->s_goodbye = reason;
 			s->s_closing = 1;
 			bufferevent_disable(s->s_bev, EV_READ);
 		}
