@@ -13,6 +13,7 @@
 
 #include <event2/event.h>
 
+#include "common/apply.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "mirror/mirror.h"
@@ -22,30 +23,8 @@ apply_piece(void *ctx, struct tg_op *op, uint64_t off, uint64_t len,
     void *buf)
 {
 	struct mirror *m = ctx;
-	int rc;
 
-	switch (op->type) {
-	case TG_WRITE:
-		rc = storage_write(&m->mr_st, buf, len, off);
-		break;
-	case TG_WRITE_ZEROES:
-		rc = storage_write_zeroes(&m->mr_st, len, off,
-		    (op->flags & WIRE_F_NO_HOLE) != 0);
-		break;
-	case TG_TRIM:
-		rc = storage_trim(&m->mr_st, len, off);
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (rc == 0 && (op->flags & WIRE_F_FUA))
-		rc = storage_flush(&m->mr_st);
-	if (rc != 0)
-		log_warnx("storage: %s at %llu+%llu: %s",
-		    op->type == TG_WRITE ? "write" : op->type == TG_TRIM ?
-		    "trim" : "write-zeroes", (unsigned long long)off,
-		    (unsigned long long)len, strerror(-rc));
-	return rc;
+	return apply_storage(&m->mr_st, op, off, len, buf);
 }
 
 static int

@@ -41,6 +41,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "common/apply.h"
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/util.h"
@@ -461,7 +462,8 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 	mo->mo_op.off = h->offset;
 	mo->mo_op.len = h->length;
 	mo->mo_op.type = op_types[h->type];
-	mo->mo_op.flags = h->flags;
+	mo->mo_op.flags = ((h->flags & WIRE_F_FUA) ? TG_F_FUA : 0) |
+	    ((h->flags & WIRE_F_NO_HOLE) ? TG_F_NO_HOLE : 0);
 	mo->mo_op.buf = h->plen > 0 ? mo->mo_data : NULL;
 	mo->mo_op.done = apply_done;
 	mo->mo_op.arg = m;

@@ -1,0 +1,52 @@
+/* apply.c: see apply.h. */
+#include <errno.h>
+#include <string.h>
+
+#include "common/apply.h"
+#include "common/log.h"
+#include "common/storage.h"
+#include "common/tg.h"
+
+static const char *
+op_name(enum tg_type t)
+{
+	switch (t) {
+	case TG_READ: return "read";
+	case TG_WRITE: return "write";
+	case TG_WRITE_ZEROES: return "write-zeroes";
+	case TG_TRIM: return "trim";
+	default: return "op";
+	}
+}
+
+int
+apply_storage(struct storage *st, struct tg_op *op, uint64_t off,
+    uint64_t len, void *buf)
+{
+	int rc;
+
+	switch (op->type) {
+	case TG_READ:
+		rc = storage_read(st, buf, len, off);
+		break;
+	case TG_WRITE:
+		rc = storage_write(st, buf, len, off);
+		break;
+	case TG_WRITE_ZEROES:
+		rc = storage_write_zeroes(st, len, off,
+		    (op->flags & TG_F_NO_HOLE) != 0);
+		break;
+	case TG_TRIM:
+		rc = storage_trim(st, len, off);
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (rc == 0 && (op->flags & TG_F_FUA) && op->type != TG_READ)
+		rc = storage_flush(st);
+	if (rc != 0)
+		log_warnx("storage: %s at %llu+%llu: %s", op_name(op->type),
+		    (unsigned long long)off, (unsigned long long)len,
+		    strerror(-rc));
+	return rc;
+}
