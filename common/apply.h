@@ -1,7 +1,7 @@
 /*
  * apply.h: one engine piece applied to storage; the engine backend both
- * daemons share. Flags are the engine's (TG_F_*), so neither the wire's
- * nor NBD's flag bits leak into common code.
+ * daemons share. Flags are the engine's (TG_F_* in tg.h), so neither the
+ * wire's nor NBD's flag bits leak into common code.
  */
 #ifndef DUET_APPLY_H
 #define DUET_APPLY_H
@@ -10,9 +10,6 @@
 
 struct storage;
 struct tg_op;
-
-#define TG_F_FUA	0x1u	/* durable before the op completes */
-#define TG_F_NO_HOLE	0x2u	/* write-zeroes: allocate, do not punch */
 
 /*
  * Applies [off, off+len) of op (TG_READ, TG_WRITE, TG_WRITE_ZEROES,

@@ -39,6 +39,10 @@ enum tg_type {
 	TG_OTHER,	/* ordered like a write; the backend knows what it is */
 };
 
+/* tg_op.flags the engine passes through to the backend. */
+#define TG_F_FUA	0x1u	/* durable before the op completes */
+#define TG_F_NO_HOLE	0x2u	/* write-zeroes: allocate, do not punch */
+
 struct tg;
 struct tg_op;
 struct tg_group;
