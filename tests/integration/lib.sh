@@ -25,6 +25,16 @@
 #   log_wait ADDR RE    wait (3 s) for such a line matching RE; print it
 #   wait_for FILE RE    wait (10 s) for a line matching RE in FILE
 #   local_addr FILE     the local address a duet-testpeer printed
+#
+# With duet-primary (set NEED_PRIMARY=1 before sourcing):
+#   write_primary_conf FILE MODE [SIZE]  the primary's config for vol0:
+#                       $T/primary.img, NBD socket $NBD_SOCK ($NBD_URI)
+#   start_primary [CONF] start duet-primary -f -v ($PRIMARY_PID, log in
+#                       $PRIMARY_LOG), wait for its NBD socket
+#   stop_primary        SIGTERM it, wait (bounded); returns its exit code
+#   crash_primary       SIGKILL it
+#   wait_synced [N]     wait (60 s) for the N-th "sync complete"
+#   same_images [WHAT]  cmp the primary's and the mirror's volume files
 
 set -u
 
@@ -33,6 +43,7 @@ TOP=${DUET_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 MIRROR=$DUET_BUILD/duet-mirror
 TESTPEER=$DUET_BUILD/duet-testpeer
 MIRROR_PID=""
+PRIMARY_PID=""
 BG_PIDS=""
 PORT=""
 SIZE=64M
@@ -40,7 +51,12 @@ TNAME=$(basename "$0" .sh)
 
 T=$(mktemp -d /var/tmp/duet-it.XXXXXX) || { echo "FAIL: mktemp"; exit 1; }
 MIRROR_LOG=$T/mirror.log
+PRIMARY_LOG=$T/primary.log
+NBD_SOCK=$T/nbd.sock
+NBD_URI="nbd+unix:///vol0?socket=$NBD_SOCK"
+PRIMARY=$DUET_BUILD/duet-primary
 : >"$MIRROR_LOG"
+: >"$PRIMARY_LOG"
 
 # True while our child pid runs (an exited, unreaped child is a zombie:
 # kill -0 still succeeds on it).
@@ -75,6 +91,7 @@ cleanup() {
 	for _p in $BG_PIDS; do
 		_stop_pid "$_p" TERM 5
 	done
+	[ -n "$PRIMARY_PID" ] && _stop_pid "$PRIMARY_PID" TERM 10
 	[ -n "$MIRROR_PID" ] && _stop_pid "$MIRROR_PID" TERM 10
 	if [ "${DUET_KEEP:-0}" = 1 ]; then
 		echo "$TNAME: kept $T" >&2
@@ -92,6 +109,10 @@ need() {
 
 fail() {
 	echo "FAIL: $TNAME: $*"
+	if [ -s "$PRIMARY_LOG" ]; then
+		echo "--- primary log (last 30 lines) ---"
+		tail -30 "$PRIMARY_LOG"
+	fi
 	if [ -s "$MIRROR_LOG" ]; then
 		echo "--- mirror log (last 30 lines) ---"
 		tail -30 "$MIRROR_LOG"
@@ -104,7 +125,7 @@ show() {
 	[ -f "$1" ] && sed 's/^/    /' "$1" | tail -"${2:-20}"
 }
 
-for _b in "$MIRROR" "$TESTPEER"; do
+for _b in "$MIRROR" "$TESTPEER" ${NEED_PRIMARY:+"$PRIMARY"}; do
 	[ -x "$_b" ] || fail "$_b is not built (make)"
 done
 need openssl
@@ -297,4 +318,103 @@ wait_for() {
 		[ $_n -le 100 ] || return 1
 		sleep 0.1
 	done
+}
+
+# ---- duet-primary --------------------------------------------------------
+
+write_primary_conf() {
+	[ -n "$PORT" ] || PORT=$(free_port)
+	cat >"$1" <<EOF
+# $TNAME: primary of vol0, replicating to 127.0.0.1:$PORT
+volume = {
+  name = "vol0";
+  path = "$T/primary.img";
+  size = "${3:-$SIZE}";
+  metadata = "$T/primary.meta";
+  extent_size = "64K";
+};
+primary = {
+  nbd_socket = "$NBD_SOCK";
+  mirror = "127.0.0.1:$PORT";
+  mode = "$2";
+};
+mirror = {
+  task_groups = 4;
+  tasks_per_group = 2;
+  range_size = "1M";
+};
+tls = {
+  ca = "$T/certs/ca.pem";
+  cert = "$T/certs/primary.pem";
+  key = "$T/certs/primary.key";
+  peer_name = "mirror";
+};
+EOF
+}
+
+start_primary() {
+	_conf=${1:-$T/primary.conf}
+	[ -z "$PRIMARY_PID" ] || fail "start_primary: already running"
+	echo "=== start $(date +%T.%N)" >>"$PRIMARY_LOG"
+	"$PRIMARY" -c "$_conf" -f -v 2>>"$PRIMARY_LOG" >>"$PRIMARY_LOG" &
+	PRIMARY_PID=$!
+	_n=0
+	until [ -S "$NBD_SOCK" ]; do
+		if ! _alive "$PRIMARY_PID"; then
+			wait "$PRIMARY_PID"
+			_rc=$?
+			PRIMARY_PID=""
+			fail "duet-primary exited with $_rc before serving"
+		fi
+		_n=$((_n + 1))
+		[ $_n -le 100 ] || fail "duet-primary: no NBD socket after 10 s"
+		sleep 0.1
+	done
+}
+
+stop_primary() {
+	[ -n "$PRIMARY_PID" ] || return 0
+	kill -TERM "$PRIMARY_PID" 2>/dev/null
+	_n=0
+	while _alive "$PRIMARY_PID"; do
+		_n=$((_n + 1))
+		if [ $_n -gt 400 ]; then
+			kill -KILL "$PRIMARY_PID" 2>/dev/null
+			wait "$PRIMARY_PID" 2>/dev/null
+			PRIMARY_PID=""
+			echo "duet-primary did not exit within 40 s of SIGTERM" >&2
+			return 124
+		fi
+		sleep 0.1
+	done
+	wait "$PRIMARY_PID"
+	_rc=$?
+	PRIMARY_PID=""
+	return $_rc
+}
+
+crash_primary() {
+	[ -n "$PRIMARY_PID" ] || return 0
+	kill -KILL "$PRIMARY_PID" 2>/dev/null
+	wait "$PRIMARY_PID" 2>/dev/null
+	PRIMARY_PID=""
+	echo "=== killed $(date +%T.%N)" >>"$PRIMARY_LOG"
+}
+
+# wait_synced [N]: the N-th "sync complete" of this primary's log.
+wait_synced() {
+	_want=${1:-1}
+	_n=0
+	while [ "$(grep -c 'sync complete' "$PRIMARY_LOG")" -lt "$_want" ]; do
+		_alive "$PRIMARY_PID" || fail "duet-primary died waiting for sync"
+		_n=$((_n + 1))
+		[ $_n -le 600 ] || fail "sync $_want not complete after 60 s"
+		sleep 0.1
+	done
+}
+
+# same_images [WHAT]: the mirror's volume equals the primary's.
+same_images() {
+	cmp "$T/primary.img" "$T/mirror.img" ||
+	    fail "mirror differs from primary${1:+ ($1)}"
 }

@@ -1,0 +1,278 @@
+/*
+ * io.c: a request's life on the primary.
+ *
+ *   io_submit:  sequence number; frontier = every request numbered at or
+ *               below it has been answered (DESIGN.md invariant 2); into
+ *               the local engine (which orders overlapping requests, the
+ *               same order the mirror will use); to the mirror when it is
+ *               connected and the request writes.
+ *   countdown:  the client is answered once the local side is done and
+ *               the mirror has said what the mode needs (hastd's
+ *               hio_countdown): sync waits for APPLIED, memsync for
+ *               RECEIVED (APPLIED for FUA and FLUSH: those promise
+ *               durability), async for the frame being queued. A lost
+ *               mirror counts as done: the client keeps working, and the
+ *               mirror is brought back by a sync on reconnect.
+ *
+ * The incomplete list (p_inc_*) holds every request not yet answered, in
+ * sequence order; its head gives the frontier. Requests leave it when they
+ * are answered.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "common/apply.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "primary/primary.h"
+
+struct preq *
+io_alloc(struct primary *p, uint64_t len)
+{
+	struct preq *r;
+
+	if ((r = malloc(sizeof(*r) + len)) == NULL)
+		return NULL;
+	memset(r, 0, sizeof(*r));
+	r->pr_p = p;
+	r->pr_bytes = sizeof(*r) + len;
+	p->p_mem += r->pr_bytes;
+	p->p_nreq++;
+	return r;
+}
+
+void
+io_free(struct primary *p, struct preq *r)
+{
+	p->p_mem -= r->pr_bytes;
+	p->p_nreq--;
+	free(r);
+}
+
+/* Frontier for a new request: all numbered <= it have been answered. */
+static uint64_t
+io_frontier(struct primary *p)
+{
+	return p->p_inc_head != NULL ? p->p_inc_head->pr_op.seq - 1 :
+	    p->p_seq;
+}
+
+static void
+inc_remove(struct primary *p, struct preq *r)
+{
+	if (r->pr_inc_prev != NULL)
+		r->pr_inc_prev->pr_inc_next = r->pr_inc_next;
+	else
+		p->p_inc_head = r->pr_inc_next;
+	if (r->pr_inc_next != NULL)
+		r->pr_inc_next->pr_inc_prev = r->pr_inc_prev;
+	else
+		p->p_inc_tail = r->pr_inc_prev;
+	r->pr_inc_prev = r->pr_inc_next = NULL;
+}
+
+/* Answers r once both sides are done and its frame (if any) has left. */
+static void
+io_maybe_finish(struct primary *p, struct preq *r)
+{
+	if (!(r->pr_state & PR_LOCAL_DONE) || !(r->pr_state & PR_REMOTE_DONE))
+		return;
+	if ((r->pr_state & PR_REPLICATE) && !(r->pr_state & PR_SENT))
+		return;
+	if (r->pr_local_status != 0) {
+		r->pr_status = -r->pr_local_status == -ENOSPC ? ENOSPC : EIO;
+		p->p_errors++;
+	}
+	inc_remove(p, r);
+	if (r->pr_done != NULL)
+		r->pr_done(r);
+	else
+		nbd_reply(r);
+}
+
+void
+io_remote_done(struct primary *p, struct preq *r)
+{
+	r->pr_state |= PR_REMOTE_DONE;
+	io_maybe_finish(p, r);
+}
+
+void
+io_sent(struct primary *p, struct preq *r)
+{
+	r->pr_state |= PR_SENT;
+	io_maybe_finish(p, r);
+}
+
+/* ---- the local engine ------------------------------------------------- */
+
+static int
+io_apply(void *ctx, struct tg_op *op, uint64_t off, uint64_t len, void *buf)
+{
+	struct primary *p = ctx;
+
+	if (op->type == TG_OTHER)
+		return sync_read_piece(p, (struct preq *)op, off, len, buf);
+	return apply_storage(&p->p_st, op, off, len, buf);
+}
+
+static int
+io_flush(void *ctx)
+{
+	struct primary *p = ctx;
+	int rc = storage_flush(&p->p_st);
+
+	if (rc != 0)
+		log_warnx("storage: flush: %s", strerror(-rc));
+	return rc;
+}
+
+/* Engine thread: hand the finished request to the event thread. */
+static void
+io_local_done(struct tg_op *op, int status)
+{
+	struct preq *r = (struct preq *)op;
+	struct primary *p = r->pr_p;
+	int was_empty;
+
+	r->pr_local_status = status;
+	pthread_mutex_lock(&p->p_cq_lock);
+	r->pr_cq_next = NULL;
+	was_empty = p->p_cq_head == NULL;
+	if (was_empty)
+		p->p_cq_head = r;
+	else
+		p->p_cq_tail->pr_cq_next = r;
+	p->p_cq_tail = r;
+	pthread_mutex_unlock(&p->p_cq_lock);
+	if (was_empty)
+		event_active(p->p_cq_ev, EV_READ, 0);
+}
+
+static void
+io_drain(evutil_socket_t fd, short what, void *arg)
+{
+	struct primary *p = arg;
+	struct preq *r, *next;
+
+	(void)fd; (void)what;
+	pthread_mutex_lock(&p->p_cq_lock);
+	r = p->p_cq_head;
+	p->p_cq_head = p->p_cq_tail = NULL;
+	pthread_mutex_unlock(&p->p_cq_lock);
+
+	for (; r != NULL; r = next) {
+		next = r->pr_cq_next;
+		r->pr_state |= PR_LOCAL_DONE;
+		/* A sync read's frame becomes ready to go now. */
+		if (r->pr_op.type == TG_OTHER)
+			repl_ready(p);
+		io_maybe_finish(p, r);
+	}
+	if (p->p_stopping)
+		primary_check_stopped(p);
+}
+
+void
+io_submit(struct primary *p, struct preq *r)
+{
+	struct tg_op *op = &r->pr_op;
+	int rc, writes;
+
+	r->pr_p = p;
+	op->seq = ++p->p_seq;
+	op->done = io_local_done;
+	op->arg = r;
+	op->flags = 0;
+	if (r->pr_flags & NBD_CMD_FLAG_FUA)
+		op->flags |= TG_F_FUA;
+	if (r->pr_flags & NBD_CMD_FLAG_NO_HOLE)
+		op->flags |= TG_F_NO_HOLE;
+	switch (r->pr_cmd) {
+	case NBD_CMD_READ:
+		op->type = TG_READ;
+		op->buf = r->pr_data;
+		p->p_reads++;
+		p->p_bytes_read += op->len;
+		break;
+	case NBD_CMD_WRITE:
+		op->type = TG_WRITE;
+		op->buf = r->pr_data;
+		p->p_writes++;
+		p->p_bytes_written += op->len;
+		break;
+	case NBD_CMD_WRITE_ZEROES:
+		op->type = TG_WRITE_ZEROES;
+		p->p_zeroes++;
+		break;
+	case NBD_CMD_TRIM:
+		op->type = TG_TRIM;
+		p->p_trims++;
+		break;
+	case NBD_CMD_FLUSH:
+		op->type = TG_FLUSH;
+		op->off = op->len = 0;
+		p->p_flushes++;
+		break;
+	default:
+		/* sync.c's internal reads arrive with TG_OTHER set. */
+		VERIFY(r->pr_done != NULL && op->type == TG_OTHER);
+		op->buf = r->pr_data;
+		break;
+	}
+
+	/* Answered requests only: the frontier counts r's predecessors. */
+	r->pr_inc_prev = p->p_inc_tail;
+	r->pr_inc_next = NULL;
+	if (p->p_inc_tail != NULL)
+		p->p_inc_tail->pr_inc_next = r;
+	else
+		p->p_inc_head = r;
+	p->p_inc_tail = r;
+	op->frontier = 0;	/* locally nothing waits: see r->pr_frontier */
+	r->pr_frontier = io_frontier(p);
+	if (r->pr_frontier >= op->seq)
+		r->pr_frontier = op->seq - 1;
+
+	writes = op->type != TG_READ;
+	if (writes && repl_connected(p)) {
+		r->pr_state |= PR_REPLICATE;
+		repl_send(p, r);	/* sets PR_REMOTE_DONE as the mode says */
+	} else {
+		/* Reads stay local; writes reach the mirror by the next sync. */
+		r->pr_state |= PR_REMOTE_DONE;
+	}
+
+	rc = tg_submit(p->p_tg, op);
+	VERIFY(rc == 0);	/* sequence numbers come from here only */
+}
+
+int
+io_init(struct primary *p)
+{
+	struct tg_params tp = {
+		.groups = p->p_cfg.task_groups,
+		.tasks = p->p_cfg.tasks_per_group,
+		.range_size = p->p_cfg.range_size,
+	};
+	struct tg_backend be = { io_apply, io_flush, p };
+
+	pthread_mutex_init(&p->p_cq_lock, NULL);
+	if ((p->p_cq_ev = event_new(p->p_base, -1, 0, io_drain, p)) == NULL)
+		return -ENOMEM;
+	return tg_create(&p->p_tg, &tp, &be);
+}
+
+void
+io_fini(struct primary *p)
+{
+	tg_destroy(p->p_tg);
+	p->p_tg = NULL;
+	if (p->p_cq_ev != NULL)
+		event_free(p->p_cq_ev);
+	p->p_cq_ev = NULL;
+	pthread_mutex_destroy(&p->p_cq_lock);
+}

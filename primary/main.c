@@ -1,0 +1,228 @@
+/*
+ * duet-primary: serves a volume over NBD and replicates every write to
+ * duet-mirror. See duet-primary(8).
+ *
+ * Exit codes (sysexits): 0 clean stop, 64 usage, 78 configuration,
+ * 74 volume or metadata I/O, 71 listener or other OS failure.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/meta.h"
+#include "common/tls.h"
+#include "common/util.h"
+#include "primary/primary.h"
+
+#define STOP_GRACE_MS	500	/* for the goodbye to leave */
+#define STOP_LIMIT_S	30	/* a mirror that never acks cannot hold a stop */
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: duet-primary -c FILE [-f] [-t] [-v]\n"
+	    "  -c FILE  configuration file (duet.conf(5))\n"
+	    "  -f       stay in the foreground, log to stderr\n"
+	    "  -t       check the configuration, print \"configuration OK\", exit\n"
+	    "  -v       log more\n");
+	exit(EX_USAGE);
+}
+
+static struct event *stop_timer;
+
+static void
+stop_now(evutil_socket_t fd, short what, void *arg)
+{
+	struct primary *p = arg;
+
+	(void)fd; (void)what;
+	event_base_loopexit(p->p_base, NULL);
+}
+
+/*
+ * During a stop: once every client is gone and every request answered and
+ * acknowledged, say goodbye to the mirror and leave.
+ */
+void
+primary_check_stopped(struct primary *p)
+{
+	struct timeval tv = { 0, STOP_GRACE_MS * 1000 };
+
+	if (!p->p_stopping || nbd_clients(p) > 0 || p->p_nreq > 0 ||
+	    repl_pending(p) > 0 || p->p_stopping > 1)
+		return;
+	p->p_stopping = 2;
+	repl_shutdown(p);
+	event_del(stop_timer);
+	evtimer_add(stop_timer, &tv);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct primary *p = arg;
+	struct timeval limit = { STOP_LIMIT_S, 0 };
+
+	(void)what;
+	if (sig == SIGHUP) {
+		log_info("SIGHUP: nothing to reload yet");
+		return;
+	}
+	if (p->p_stopping)
+		return;
+	log_info("%s: stopping: %u clients, %u requests in flight",
+	    strsignal((int)sig), nbd_clients(p), p->p_nreq);
+	p->p_stopping = 1;
+	nbd_shutdown(p);
+	evtimer_add(stop_timer, &limit);
+	primary_check_stopped(p);
+}
+
+/* Opens the volume and its identity, making one on first start. */
+static void
+open_volume(struct primary *p)
+{
+	struct config *cfg = &p->p_cfg;
+	char err[8192], u[37];
+	int rc;
+
+	if (storage_open(&p->p_st, cfg->vol_path, cfg->vol_size, err,
+	    sizeof(err)) != 0) {
+		log_warnx("volume.path: %s", err);
+		exit(EX_IOERR);
+	}
+	rc = meta_load(cfg->vol_metadata, &p->p_meta, err, sizeof(err));
+	if (rc < 0) {
+		log_warnx("volume.metadata: %s", err);
+		exit(EX_IOERR);
+	}
+	if (rc == 0 && (p->p_meta.md_size != cfg->vol_size ||
+	    p->p_meta.md_extent_size != cfg->extent_size)) {
+		log_warnx("volume.metadata: %s records size %llu and extent "
+		    "size %u, the configuration says %llu and %u",
+		    cfg->vol_metadata, (unsigned long long)p->p_meta.md_size,
+		    p->p_meta.md_extent_size,
+		    (unsigned long long)cfg->vol_size, cfg->extent_size);
+		exit(EX_CONFIG);
+	}
+	if (!meta_has_uuid(&p->p_meta)) {
+		p->p_meta.md_size = cfg->vol_size;
+		p->p_meta.md_extent_size = cfg->extent_size;
+		if (RAND_bytes(p->p_meta.md_uuid, META_UUID_LEN) != 1 ||
+		    meta_store(cfg->vol_metadata, &p->p_meta, err,
+		    sizeof(err)) != 0) {
+			log_warnx("volume.metadata: %s", err);
+			exit(EX_IOERR);
+		}
+		meta_uuid_str(p->p_meta.md_uuid, u);
+		log_info("new volume identity %s", u);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct primary primary;
+	struct primary *p = &primary;
+	const char *conf = NULL;
+	struct event *sigs[3];
+	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	char err[8192];
+	int ch, fg = 0, test = 0, verbose = 0, i, rc;
+
+	while ((ch = getopt(argc, argv, "c:ftvh")) != -1) {
+		switch (ch) {
+		case 'c': conf = optarg; break;
+		case 'f': fg = 1; break;
+		case 't': test = 1; break;
+		case 'v': verbose++; break;
+		default: usage();
+		}
+	}
+	if (conf == NULL || optind != argc)
+		usage();
+	log_init("duet-primary", fg || test, verbose);
+	if (config_load(conf, &p->p_cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "duet-primary: %s\n", err);
+		return EX_CONFIG;
+	}
+	if (p->p_cfg.mirror_addr[0] == '\0') {
+		fprintf(stderr, "duet-primary: %s: primary.mirror: missing "
+		    "(required by duet-primary)\n", conf);
+		return EX_CONFIG;
+	}
+	if (test) {
+		printf("configuration OK\n");
+		return 0;
+	}
+	log_setvolume(p->p_cfg.vol_name);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((p->p_ssl = tls_ctx_new(&p->p_cfg, 0, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		return EX_CONFIG;
+	}
+	open_volume(p);
+
+	if (!fg && daemon(0, 0) == -1) {
+		log_warn("daemon");
+		return EX_OSERR;
+	}
+	/* After daemon(): threads and the event base do not survive fork. */
+	evthread_use_pthreads();
+	if ((p->p_base = event_base_new()) == NULL ||
+	    (stop_timer = evtimer_new(p->p_base, stop_now, p)) == NULL) {
+		log_warnx("cannot create the event base");
+		return EX_OSERR;
+	}
+	if ((rc = io_init(p)) != 0 || (rc = sync_init(p)) != 0) {
+		log_warnx("cannot start the task groups: %s", strerror(-rc));
+		return EX_OSERR;
+	}
+	if (nbd_listen(p, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		return EX_OSERR;
+	}
+	if (repl_init(p, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		return EX_CONFIG;
+	}
+	for (i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(p->p_base, signums[i], on_signal, p);
+		VERIFY(sigs[i] != NULL && evsignal_add(sigs[i], NULL) == 0);
+	}
+	log_info("serving %s (%llu bytes) on %s%s%s, mode %s, mirror %s",
+	    p->p_cfg.vol_name, (unsigned long long)p->p_cfg.vol_size,
+	    p->p_cfg.nbd_socket, p->p_cfg.nbd_listen[0] ? " and " : "",
+	    p->p_cfg.nbd_listen, config_mode_name(p->p_cfg.mode),
+	    p->p_cfg.mirror_addr);
+
+	event_base_dispatch(p->p_base);
+
+	rc = storage_flush(&p->p_st);
+	if (rc != 0)
+		log_warnx("storage: final flush: %s", strerror(-rc));
+	nbd_free_all(p);
+	repl_fini(p);
+	io_fini(p);
+	sync_fini(p);
+	for (i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	event_free(stop_timer);
+	event_base_free(p->p_base);
+	SSL_CTX_free(p->p_ssl);
+	storage_close(&p->p_st);
+	log_info("stopped");
+	return rc == 0 ? 0 : EX_IOERR;
+}

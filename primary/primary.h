@@ -1,0 +1,191 @@
+/*
+ * primary.h: duet-primary's state, shared by its stage files.
+ *
+ *   main.c   start-up, signals, stop
+ *   nbd.c    the NBD front end: listening sockets, handshakes, requests in,
+ *            replies out (proto/nbd.h does the encoding)
+ *   io.c     a request's life: sequence number and frontier, the local
+ *            engine, the mirror, and the countdown that answers the client
+ *   repl.c   the TLS link to duet-mirror: connect with backoff, hello,
+ *            frames out in sequence order, acks in, the in-flight window
+ *   sync.c   the full sync of a fresh (or reconnected) mirror
+ *
+ * Threads: one event thread owns the event base, every bufferevent and
+ * every field here not marked otherwise. The engine's workers run storage
+ * calls and hand finished requests back through the completion queue
+ * (p_cq_lock), as in duet-mirror.
+ *
+ * A request (struct preq) sits on at most one list at a time besides the
+ * ordered lists of io.c, and is answered and freed exactly once, by io.c,
+ * through nbd_reply() (client requests) or its pr_done hook (sync reads).
+ */
+#ifndef DUET_PRIMARY_H
+#define DUET_PRIMARY_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#include "common/config.h"
+#include "common/meta.h"
+#include "common/storage.h"
+#include "common/tg.h"
+#include "proto/nbd.h"
+#include "proto/wire.h"
+
+#define PRIMARY_ALIGN		512u		/* NBD minimum block = wire alignment */
+#define PRIMARY_MAX_BLOCK	(4u << 20)	/* NBD maximum block = wire payload */
+#define PRIMARY_PREF_BLOCK	4096u
+
+struct primary;
+struct nbd_conn;
+
+/* Where a request is on its way to the client's answer. */
+#define PR_LOCAL_DONE	0x01	/* the local engine finished it */
+#define PR_REMOTE_DONE	0x02	/* the mirror said what the mode needs */
+#define PR_SENT		0x04	/* its frame is queued to the mirror */
+#define PR_REPLICATE	0x08	/* it goes to the mirror at all */
+#define PR_LOST		0x10	/* the mirror went away before it was done */
+
+struct preq {
+	struct tg_op	 pr_op;		/* first: the engine hands it back */
+	struct primary	*pr_p;
+	struct nbd_conn	*pr_conn;	/* NULL for internal requests */
+	uint64_t	 pr_handle;	/* the client's cookie */
+	uint16_t	 pr_cmd;	/* NBD_CMD_* */
+	uint16_t	 pr_flags;	/* NBD_CMD_FLAG_* */
+	unsigned	 pr_state;	/* PR_* */
+	int		 pr_status;	/* 0 or a positive errno for the client */
+	int		 pr_local_status;	/* set by a worker */
+	uint64_t	 pr_frontier;	/* sent to the mirror with it */
+	int		 pr_nonzero;	/* sync read: data not all zero (atomic) */
+
+	/* io.c's lists: incomplete (frontier), send queue, awaiting ack. */
+	struct preq	*pr_inc_prev, *pr_inc_next;
+	struct preq	*pr_send_next;
+	struct preq	*pr_ack_next, *pr_ack_prev;
+	struct preq	*pr_cq_next;
+
+	/* Internal requests (sync.c): called instead of nbd_reply. */
+	void		(*pr_done)(struct preq *r);
+	void		*pr_arg;
+
+	uint64_t	 pr_bytes;	/* memory accounted for this request */
+	uint8_t		 pr_data[];	/* WRITE payload or READ result */
+};
+
+/* ---- nbd.c (the NBD front end) ----------------------------------------- */
+
+/* Opens primary.nbd_socket (and nbd_listen if set). 0 or -1 with err. */
+int  nbd_listen(struct primary *p, char *err, size_t errlen);
+/*
+ * Answers r to its client (data from r->pr_data for a successful READ,
+ * r->pr_status as the NBD error) and frees r. If the client is gone, only
+ * frees r. Event thread.
+ */
+void nbd_reply(struct preq *r);
+/* Stop / resume reading requests from every client (memory, window). */
+void nbd_pause(struct primary *p);
+void nbd_resume(struct primary *p);
+/* Stop accepting; close every client once its answers are out. */
+void nbd_shutdown(struct primary *p);
+void nbd_free_all(struct primary *p);
+unsigned nbd_clients(struct primary *p);
+
+/* ---- io.c ---------------------------------------------------------------- */
+
+int  io_init(struct primary *p);
+void io_fini(struct primary *p);
+/*
+ * Takes a checked request (nbd.c has validated it with nbd_check_request
+ * and read any payload into pr_data) and sees it through. Event thread.
+ */
+void io_submit(struct primary *p, struct preq *r);
+/* Allocates a request with room for len data bytes; NULL on no memory. */
+struct preq *io_alloc(struct primary *p, uint64_t len);
+void io_free(struct primary *p, struct preq *r);
+
+/* repl.c calls these on the event thread; either may answer and free r. */
+void io_remote_done(struct primary *p, struct preq *r);
+void io_sent(struct primary *p, struct preq *r);
+
+/* ---- repl.c --------------------------------------------------------------- */
+
+int  repl_init(struct primary *p, char *err, size_t errlen);
+void repl_fini(struct primary *p);
+/* Whether the mirror session is up (past hello) and not degraded. */
+int  repl_connected(struct primary *p);
+/* Whether the in-flight window has room (ops and bytes). */
+int  repl_window_open(struct primary *p);
+/*
+ * Queues r's frame to the mirror, in sequence order. A sync read waits in
+ * the queue (and so does everything after it) until its data is read:
+ * repl_ready() sends what has become ready.
+ */
+void repl_send(struct primary *p, struct preq *r);
+void repl_ready(struct primary *p);
+/* Says goodbye and closes; stops reconnecting. */
+void repl_shutdown(struct primary *p);
+/* Frames queued or unacknowledged. */
+unsigned repl_pending(struct primary *p);
+
+/* ---- sync.c ----------------------------------------------------------------- */
+
+int  sync_init(struct primary *p);
+void sync_fini(struct primary *p);
+void sync_start(struct primary *p);	/* mirror session started */
+void sync_kick(struct primary *p);	/* the window has room again */
+int  sync_running(struct primary *p);
+/* Worker thread: reads one piece of a sync request, holes as zeros. */
+int  sync_read_piece(struct primary *p, struct preq *r, uint64_t off,
+    uint64_t len, void *buf);
+
+/* ---- the daemon ------------------------------------------------------------- */
+
+struct primary {
+	struct config	 p_cfg;
+	struct event_base *p_base;
+	struct storage	 p_st;
+	struct meta	 p_meta;
+	struct tg	*p_tg;
+	int		 p_stopping;
+
+	/* nbd.c */
+	struct evconnlistener *p_nbd_unix;
+	struct evconnlistener *p_nbd_tcp;
+	struct nbd_conn	*p_conns;
+	unsigned	 p_nconns;
+	int		 p_paused;
+
+	/* io.c */
+	uint64_t	 p_seq;		/* last sequence number given */
+	struct preq	*p_inc_head;	/* not yet answered, seq order */
+	struct preq	*p_inc_tail;
+	uint64_t	 p_last_seq_done;	/* when p_inc_head is NULL */
+	pthread_mutex_t	 p_cq_lock;
+	struct preq	*p_cq_head;
+	struct preq	*p_cq_tail;
+	struct event	*p_cq_ev;
+	uint64_t	 p_mem;		/* bytes held by requests */
+	unsigned	 p_nreq;	/* requests alive */
+
+	/* repl.c */
+	struct repl	*p_repl;
+
+	/* sync.c */
+	struct sync	*p_sync;
+
+	SSL_CTX		*p_ssl;
+
+	/* counters */
+	uint64_t	 p_reads, p_writes, p_flushes, p_trims, p_zeroes;
+	uint64_t	 p_bytes_read, p_bytes_written, p_errors;
+};
+
+/* main.c */
+void primary_check_stopped(struct primary *p);
+
+#endif

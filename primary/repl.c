@@ -1,0 +1,688 @@
+/*
+ * repl.c: the primary's TLS link to duet-mirror.
+ *
+ * States: IDLE -> CONNECTING (TCP + TLS) -> HELLO (sent, awaiting the ack)
+ * -> UP; any failure -> BACKOFF (1, 2, 4 ... 30 s) -> CONNECTING. A state
+ * change is logged once; the retries behind it are not.
+ *
+ * Frames leave in sequence order, because the mirror numbers its work in
+ * arrival order. The send queue (sq_*) holds requests whose frame has not
+ * gone yet: a client write is ready at once, a sync read only once its
+ * data is read, and nothing overtakes it.
+ *
+ * Sent frames wait for their acks in the ring, in sequence order: it is
+ * the in-flight window (primary.max_inflight, .max_inflight_bytes). An
+ * entry keeps its request while the client still waits for the mirror
+ * (sync, memsync; and sync reads, which always wait for APPLIED so that
+ * "sync complete" means applied). When the window stays full for
+ * REPL_CONGESTION_S, the mirror is dropped and the primary goes on alone
+ * (DESIGN.md: never block the consumer forever); the reconnect syncs.
+ */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "common/log.h"
+#include "common/tls.h"
+#include "common/util.h"
+#include "primary/primary.h"
+
+#define REPL_BACKOFF_MAX_S	30
+#define REPL_PING_S		5
+#define REPL_CONGESTION_S	10
+#define REPL_HELLO_TIMEOUT_S	10
+
+enum repl_state { R_IDLE, R_CONNECTING, R_HELLO, R_UP, R_BACKOFF, R_DONE };
+
+struct ring_ent {
+	uint64_t	 re_seq;
+	uint64_t	 re_bytes;
+	struct preq	*re_r;		/* still waiting for the mirror, or NULL */
+	unsigned	 re_need;	/* WIRE_ACK_* that answers re_r */
+	int		 re_acked;	/* APPLIED seen */
+};
+
+struct repl {
+	struct primary	*rp_p;
+	enum repl_state	 rp_state;
+	struct bufferevent *rp_bev;
+	char		 rp_addr[256];
+	struct event	*rp_timer;	/* backoff, hello timeout, ping */
+	struct event	*rp_cong;	/* window full too long */
+	int		 rp_backoff;
+	char		 rp_last_err[256];	/* logged once per change */
+	uint64_t	 rp_last_send_ns;
+
+	struct preq	*rp_sq_head, *rp_sq_tail;
+	unsigned	 rp_sq_len;
+
+	struct ring_ent	*rp_ring;
+	size_t		 rp_cap, rp_head, rp_len;
+	uint64_t	 rp_bytes;	/* in the ring */
+	uint64_t	 rp_sessions;
+};
+
+static void repl_connect(struct repl *);
+static void repl_drop(struct repl *, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+int
+repl_connected(struct primary *p)
+{
+	return p->p_repl->rp_state == R_UP;
+}
+
+unsigned
+repl_pending(struct primary *p)
+{
+	return p->p_repl->rp_sq_len + (unsigned)p->p_repl->rp_len;
+}
+
+int
+repl_window_open(struct primary *p)
+{
+	struct repl *rp = p->p_repl;
+
+	return rp->rp_len + rp->rp_sq_len < p->p_cfg.max_inflight &&
+	    rp->rp_bytes < p->p_cfg.max_inflight_bytes;
+}
+
+/* Logs a state message once, until it changes. */
+static void
+repl_note(struct repl *rp, int warn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+repl_note(struct repl *rp, int warn, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (strcmp(msg, rp->rp_last_err) == 0) {
+		log_debug("mirror %s: %s", rp->rp_addr, msg);
+		return;
+	}
+	snprintf(rp->rp_last_err, sizeof(rp->rp_last_err), "%s", msg);
+	if (warn)
+		log_warnx("mirror %s: %s", rp->rp_addr, msg);
+	else
+		log_info("mirror %s: %s", rp->rp_addr, msg);
+}
+
+/* ---- the ring ---------------------------------------------------------- */
+
+static struct ring_ent *
+ring_at(struct repl *rp, size_t i)
+{
+	return &rp->rp_ring[(rp->rp_head + i) % rp->rp_cap];
+}
+
+static struct ring_ent *
+ring_push(struct repl *rp)
+{
+	if (rp->rp_len == rp->rp_cap) {
+		size_t ncap = rp->rp_cap ? rp->rp_cap * 2 : 256, i;
+		struct ring_ent *n = calloc(ncap, sizeof(*n));
+
+		VERIFY(n != NULL);
+		for (i = 0; i < rp->rp_len; i++)
+			n[i] = *ring_at(rp, i);
+		free(rp->rp_ring);
+		rp->rp_ring = n;
+		rp->rp_cap = ncap;
+		rp->rp_head = 0;
+	}
+	rp->rp_len++;
+	return ring_at(rp, rp->rp_len - 1);
+}
+
+/* The entry for seq (the ring is in sequence order), or NULL. */
+static struct ring_ent *
+ring_find(struct repl *rp, uint64_t seq)
+{
+	size_t lo = 0, hi = rp->rp_len;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		struct ring_ent *e = ring_at(rp, mid);
+
+		if (e->re_seq == seq)
+			return e;
+		if (e->re_seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* ---- frames out -------------------------------------------------------- */
+
+static void
+send_hdr(struct repl *rp, const struct wire_hdr *h, const void *payload)
+{
+	uint8_t buf[WIRE_HDR_SIZE];
+	struct evbuffer *out = bufferevent_get_output(rp->rp_bev);
+
+	wire_encode_hdr(buf, h);
+	evbuffer_add(out, buf, sizeof(buf));
+	if (h->plen > 0)
+		evbuffer_add(out, payload, h->plen);
+	rp->rp_last_send_ns = now_ns();
+}
+
+static unsigned
+ack_needed(struct primary *p, const struct preq *r)
+{
+	if (r->pr_op.type == TG_OTHER)
+		return WIRE_ACK_APPLIED;
+	switch (p->p_cfg.mode) {
+	case MODE_SYNC:
+		return WIRE_ACK_APPLIED;
+	case MODE_MEMSYNC:
+		return (r->pr_op.type == TG_FLUSH ||
+		    (r->pr_op.flags & TG_F_FUA)) ? WIRE_ACK_APPLIED :
+		    WIRE_ACK_RECEIVED;
+	default:
+		return 0;
+	}
+}
+
+/* Encodes r's frame and moves it from the send queue to the ring. */
+static void
+frame_out(struct repl *rp, struct preq *r)
+{
+	struct primary *p = rp->rp_p;
+	struct tg_op *op = &r->pr_op;
+	struct wire_hdr h = {
+		.seq = op->seq,
+		.frontier = r->pr_frontier,
+		.offset = op->off,
+		.length = op->len,
+	};
+	struct ring_ent *e;
+	const void *payload = NULL;
+
+	switch (op->type) {
+	case TG_WRITE:
+		h.type = WIRE_WRITE;
+		h.plen = (uint32_t)op->len;
+		payload = r->pr_data;
+		break;
+	case TG_OTHER:	/* a sync read: its data, or zeroes */
+		if (__atomic_load_n(&r->pr_nonzero, __ATOMIC_ACQUIRE)) {
+			h.type = WIRE_WRITE;
+			h.plen = (uint32_t)op->len;
+			payload = r->pr_data;
+		} else {
+			h.type = WIRE_WRITE_ZEROES;
+		}
+		break;
+	case TG_WRITE_ZEROES:
+		h.type = WIRE_WRITE_ZEROES;
+		if (op->flags & TG_F_NO_HOLE)
+			h.flags |= WIRE_F_NO_HOLE;
+		break;
+	case TG_TRIM:
+		h.type = WIRE_TRIM;
+		break;
+	case TG_FLUSH:
+		h.type = WIRE_FLUSH;
+		h.offset = h.length = 0;
+		break;
+	default:
+		VERIFY(0);
+	}
+	if ((op->flags & TG_F_FUA) &&
+	    (h.type == WIRE_WRITE || h.type == WIRE_WRITE_ZEROES))
+		h.flags |= WIRE_F_FUA;
+	send_hdr(rp, &h, payload);
+
+	e = ring_push(rp);
+	e->re_seq = op->seq;
+	e->re_bytes = h.plen + WIRE_HDR_SIZE;
+	e->re_need = ack_needed(p, r);
+	e->re_acked = 0;
+	e->re_r = e->re_need != 0 ? r : NULL;
+	rp->rp_bytes += e->re_bytes;
+	if (e->re_need == 0)
+		r->pr_state |= PR_REMOTE_DONE;
+	io_sent(p, r);		/* may answer and free r */
+}
+
+void
+repl_ready(struct primary *p)
+{
+	struct repl *rp = p->p_repl;
+	struct preq *r;
+
+	while ((r = rp->rp_sq_head) != NULL && rp->rp_state == R_UP) {
+		if (r->pr_op.type == TG_OTHER && !(r->pr_state & PR_LOCAL_DONE))
+			break;
+		rp->rp_sq_head = r->pr_send_next;
+		if (rp->rp_sq_head == NULL)
+			rp->rp_sq_tail = NULL;
+		rp->rp_sq_len--;
+		r->pr_send_next = NULL;
+		frame_out(rp, r);
+	}
+}
+
+static void
+congestion(evutil_socket_t fd, short what, void *arg)
+{
+	struct repl *rp = arg;
+
+	(void)fd; (void)what;
+	if (rp->rp_state == R_UP && !repl_window_open(rp->rp_p))
+		repl_drop(rp, "window full for %d s; going on alone",
+		    REPL_CONGESTION_S);
+}
+
+void
+repl_send(struct primary *p, struct preq *r)
+{
+	struct repl *rp = p->p_repl;
+	struct timeval tv = { REPL_CONGESTION_S, 0 };
+
+	r->pr_send_next = NULL;
+	if (rp->rp_sq_tail != NULL)
+		rp->rp_sq_tail->pr_send_next = r;
+	else
+		rp->rp_sq_head = r;
+	rp->rp_sq_tail = r;
+	rp->rp_sq_len++;
+	repl_ready(p);
+	if (!repl_window_open(p) && !p->p_paused) {
+		nbd_pause(p);
+		evtimer_add(rp->rp_cong, &tv);
+	}
+}
+
+/* ---- frames in --------------------------------------------------------- */
+
+static void
+handle_ack(struct repl *rp, const struct wire_hdr *h)
+{
+	struct primary *p = rp->rp_p;
+	unsigned kind = WIRE_ACK_KIND(h->flags);
+	int status = (int)WIRE_ACK_STATUS(h->flags);
+	struct ring_ent *e = ring_find(rp, h->seq);
+	struct preq *r;
+
+	if (e == NULL) {
+		repl_drop(rp, "ack for unknown operation %llu",
+		    (unsigned long long)h->seq);
+		return;
+	}
+	if (status != 0) {
+		/* The mirror's disk failed this op: it no longer matches. */
+		log_warnx("mirror %s: operation %llu failed there: %s",
+		    rp->rp_addr, (unsigned long long)h->seq, strerror(status));
+		p->p_errors++;
+	}
+	if (e->re_r != NULL && (kind == WIRE_ACK_APPLIED || kind == e->re_need)) {
+		r = e->re_r;
+		e->re_r = NULL;
+		io_remote_done(p, r);
+	}
+	if (kind == WIRE_ACK_APPLIED)
+		e->re_acked = 1;
+	while (rp->rp_len > 0 && ring_at(rp, 0)->re_acked) {
+		rp->rp_bytes -= ring_at(rp, 0)->re_bytes;
+		rp->rp_head = (rp->rp_head + 1) % rp->rp_cap;
+		rp->rp_len--;
+	}
+	if (repl_window_open(p)) {
+		event_del(rp->rp_cong);
+		if (p->p_paused && !p->p_stopping)
+			nbd_resume(p);
+		sync_kick(p);
+	}
+	if (p->p_stopping)
+		primary_check_stopped(p);
+}
+
+static void
+handle_hello_ack(struct repl *rp, const uint8_t *payload, uint32_t plen)
+{
+	struct primary *p = rp->rp_p;
+	struct wire_hello a;
+	struct timeval ping = { REPL_PING_S, 0 };
+	int rc;
+
+	if ((rc = wire_decode_hello(payload, plen, &a)) != 0) {
+		repl_drop(rp, "bad hello reply: %s", wire_strerror(rc));
+		return;
+	}
+	if (a.status != 0) {
+		repl_drop(rp, "refused: %s", a.reason);
+		return;
+	}
+	event_del(rp->rp_timer);
+	evtimer_add(rp->rp_timer, &ping);
+	rp->rp_state = R_UP;
+	rp->rp_backoff = 0;
+	rp->rp_sessions++;
+	repl_note(rp, 0, "connected (mode %s)", config_mode_name(p->p_cfg.mode));
+	/*
+	 * Without change records (issue 5) nothing tells what the mirror
+	 * missed while away, or whether it is new: every session starts with
+	 * a full sync, which runs while clients keep writing.
+	 */
+	sync_start(p);
+}
+
+static void
+repl_read(struct bufferevent *bev, void *arg)
+{
+	struct repl *rp = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct wire_limits lim = {
+		.max_payload = WIRE_REASON_MAX,
+		.volume_size = rp->rp_p->p_cfg.vol_size,
+		.align = PRIMARY_ALIGN,
+	};
+	uint8_t payload[WIRE_HELLO_SIZE];
+	struct wire_hdr h;
+	uint8_t *hp;
+	int rc;
+
+	while (rp->rp_bev == bev && (hp = evbuffer_pullup(in, WIRE_HDR_SIZE))) {
+		if ((rc = wire_decode_hdr(hp, WIRE_HDR_SIZE, &lim, &h)) != 0) {
+			repl_drop(rp, "bad frame: %s", wire_strerror(rc));
+			return;
+		}
+		if (evbuffer_get_length(in) < WIRE_HDR_SIZE + (size_t)h.plen)
+			return;
+		evbuffer_drain(in, WIRE_HDR_SIZE);
+		evbuffer_remove(in, payload, h.plen);
+		if (rp->rp_state == R_HELLO) {
+			if (h.type != WIRE_HELLO_ACK) {
+				repl_drop(rp, "expected a hello reply, got %s",
+				    wire_type_name(h.type));
+				return;
+			}
+			handle_hello_ack(rp, payload, h.plen);
+			continue;
+		}
+		switch (h.type) {
+		case WIRE_ACK:
+			handle_ack(rp, &h);
+			break;
+		case WIRE_PING:
+			break;		/* our pong, or theirs: alive */
+		case WIRE_GOODBYE:
+			payload[MIN(h.plen, sizeof(payload) - 1)] = '\0';
+			repl_drop(rp, "said goodbye: %s", (char *)payload);
+			return;
+		default:
+			repl_drop(rp, "unexpected %s frame",
+			    wire_type_name(h.type));
+			return;
+		}
+	}
+}
+
+/* ---- connection -------------------------------------------------------- */
+
+static void
+send_hello(struct repl *rp)
+{
+	struct primary *p = rp->rp_p;
+	struct wire_hello hello;
+	struct wire_hdr h = { .type = WIRE_HELLO, .plen = WIRE_HELLO_SIZE };
+	uint8_t buf[WIRE_HELLO_SIZE];
+
+	memset(&hello, 0, sizeof(hello));
+	hello.proto_version = WIRE_VERSION;
+	hello.capabilities = WIRE_CAP_ACK_APPLIED |
+	    (p->p_cfg.mode == MODE_MEMSYNC ? WIRE_CAP_ACK_RECEIVED : 0);
+	memcpy(hello.uuid, p->p_meta.md_uuid, WIRE_UUID_LEN);
+	hello.volume_size = p->p_cfg.vol_size;
+	hello.extent_size = p->p_cfg.extent_size;
+	hello.max_payload = PRIMARY_MAX_BLOCK;
+	wire_encode_hello(buf, &hello);
+	send_hdr(rp, &h, buf);
+}
+
+static void
+repl_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct repl *rp = arg;
+	struct timeval tv = { REPL_PING_S, 0 };
+	struct wire_hdr ping = { .type = WIRE_PING };
+
+	(void)fd; (void)what;
+	switch (rp->rp_state) {
+	case R_BACKOFF:
+		repl_connect(rp);
+		break;
+	case R_CONNECTING:
+	case R_HELLO:
+		repl_drop(rp, "no answer within %d s", REPL_HELLO_TIMEOUT_S);
+		break;
+	case R_UP:
+		if (now_ns() - rp->rp_last_send_ns >= REPL_PING_S * 1000000000ull)
+			send_hdr(rp, &ping, NULL);
+		evtimer_add(rp->rp_timer, &tv);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+repl_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct repl *rp = arg;
+	struct timeval tv = { REPL_PING_S, 0 };
+	unsigned long e;
+	char buf[256] = "";
+
+	if (what & BEV_EVENT_CONNECTED) {
+		rp->rp_state = R_HELLO;
+		send_hello(rp);
+		event_del(rp->rp_timer);
+		tv.tv_sec = REPL_HELLO_TIMEOUT_S;
+		evtimer_add(rp->rp_timer, &tv);
+		return;
+	}
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	if (buf[0] == '\0') {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+		long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+		int err = EVUTIL_SOCKET_ERROR();
+
+		snprintf(buf, sizeof(buf), "%s", vr != X509_V_OK ?
+		    X509_verify_cert_error_string(vr) : err != 0 ?
+		    evutil_socket_error_to_string(err) : "connection closed");
+	}
+	repl_drop(rp, "%s", buf);
+}
+
+static void
+repl_connect(struct repl *rp)
+{
+	struct primary *p = rp->rp_p;
+	struct addrinfo hints, *res = NULL;
+	struct timeval tv = { REPL_HELLO_TIMEOUT_S, 0 };
+	char host[256], port[16];
+	SSL *ssl;
+	int rc, one = 1;
+
+	if (config_split_hostport(p->p_cfg.mirror_addr, host, sizeof(host),
+	    port, sizeof(port)) != 0) {
+		repl_drop(rp, "primary.mirror is not host:port");
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+		repl_drop(rp, "%s", gai_strerror(rc));
+		return;
+	}
+	if ((ssl = tls_ssl_new(p->p_ssl, p->p_cfg.tls_peer_name)) == NULL) {
+		freeaddrinfo(res);
+		repl_drop(rp, "cannot set up TLS");
+		return;
+	}
+	rp->rp_bev = bufferevent_openssl_socket_new(p->p_base, -1, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (rp->rp_bev == NULL) {
+		SSL_free(ssl);
+		freeaddrinfo(res);
+		repl_drop(rp, "cannot set up a connection");
+		return;
+	}
+	bufferevent_setcb(rp->rp_bev, repl_read, NULL, repl_event, rp);
+	bufferevent_enable(rp->rp_bev, EV_READ | EV_WRITE);
+	rp->rp_state = R_CONNECTING;
+	rc = bufferevent_socket_connect(rp->rp_bev, res->ai_addr,
+	    (int)res->ai_addrlen);
+	freeaddrinfo(res);
+	if (rc != 0) {
+		repl_drop(rp, "connect: %s", strerror(errno));
+		return;
+	}
+	setsockopt(bufferevent_getfd(rp->rp_bev), IPPROTO_TCP, TCP_NODELAY,
+	    &one, sizeof(one));
+	evtimer_add(rp->rp_timer, &tv);
+}
+
+/*
+ * The mirror is gone: whatever waited for it is done as far as the client
+ * is concerned (the local side has it), and the mirror needs a sync.
+ */
+static void
+repl_drop(struct repl *rp, const char *fmt, ...)
+{
+	struct primary *p = rp->rp_p;
+	struct timeval tv;
+	struct preq *r;
+	char msg[256];
+	va_list ap;
+	int was_up = rp->rp_state == R_UP;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (rp->rp_bev != NULL) {
+		bufferevent_free(rp->rp_bev);
+		rp->rp_bev = NULL;
+	}
+	event_del(rp->rp_timer);
+	event_del(rp->rp_cong);
+	rp->rp_state = rp->rp_state == R_DONE ? R_DONE : R_BACKOFF;
+
+	while (rp->rp_len > 0) {
+		struct ring_ent *e = ring_at(rp, 0);
+
+		rp->rp_head = (rp->rp_head + 1) % rp->rp_cap;
+		rp->rp_len--;
+		if ((r = e->re_r) != NULL) {
+			r->pr_state |= PR_LOST;
+			io_remote_done(p, r);
+		}
+	}
+	rp->rp_bytes = 0;
+	while ((r = rp->rp_sq_head) != NULL) {
+		rp->rp_sq_head = r->pr_send_next;
+		rp->rp_sq_len--;
+		r->pr_send_next = NULL;
+		r->pr_state |= PR_LOST | PR_SENT | PR_REMOTE_DONE;
+		io_sent(p, r);
+	}
+	rp->rp_sq_tail = NULL;
+
+	if (rp->rp_state == R_DONE) {
+		log_debug("mirror %s: closed: %s", rp->rp_addr, msg);
+	} else {
+		rp->rp_backoff = rp->rp_backoff == 0 ? 1 :
+		    MIN(rp->rp_backoff * 2, REPL_BACKOFF_MAX_S);
+		repl_note(rp, 1, "%s%s; retrying (every %d s at most)",
+		    was_up ? "lost: " : "", msg, REPL_BACKOFF_MAX_S);
+		tv.tv_sec = rp->rp_backoff;
+		tv.tv_usec = 0;
+		evtimer_add(rp->rp_timer, &tv);
+	}
+	if (p->p_paused && !p->p_stopping)
+		nbd_resume(p);
+	if (p->p_stopping)
+		primary_check_stopped(p);
+}
+
+int
+repl_init(struct primary *p, char *err, size_t errlen)
+{
+	struct repl *rp;
+
+	if (p->p_cfg.mirror_addr[0] == '\0') {
+		snprintf(err, errlen, "%s: primary.mirror: missing (required "
+		    "by duet-primary)", p->p_cfg.path);
+		return -1;
+	}
+	if ((rp = calloc(1, sizeof(*rp))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rp->rp_p = p;
+	snprintf(rp->rp_addr, sizeof(rp->rp_addr), "%s", p->p_cfg.mirror_addr);
+	rp->rp_timer = evtimer_new(p->p_base, repl_timer, rp);
+	rp->rp_cong = evtimer_new(p->p_base, congestion, rp);
+	if (rp->rp_timer == NULL || rp->rp_cong == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	p->p_repl = rp;
+	repl_connect(rp);
+	return 0;
+}
+
+/* Called once nothing is pending: the goodbye is the last frame. */
+void
+repl_shutdown(struct primary *p)
+{
+	struct repl *rp = p->p_repl;
+	struct wire_hdr bye = { .type = WIRE_GOODBYE };
+
+	if (rp->rp_state == R_UP)
+		send_hdr(rp, &bye, NULL);
+	rp->rp_state = R_DONE;
+	event_del(rp->rp_timer);
+	event_del(rp->rp_cong);
+}
+
+void
+repl_fini(struct primary *p)
+{
+	struct repl *rp = p->p_repl;
+
+	if (rp == NULL)
+		return;
+	if (rp->rp_bev != NULL)
+		bufferevent_free(rp->rp_bev);
+	event_free(rp->rp_timer);
+	event_free(rp->rp_cong);
+	free(rp->rp_ring);
+	free(rp);
+	p->p_repl = NULL;
+}
