@@ -505,8 +505,11 @@ repl_event(struct bufferevent *bev, short what, void *arg)
 		evtimer_add(rp->rp_timer, &tv);
 		return;
 	}
+	/* libevent keeps a connection's OpenSSL errors; a refused TCP
+	 * connect shows up there as a bare system error with no library. */
 	while ((e = bufferevent_get_openssl_error(bev)) != 0)
-		ERR_error_string_n(e, buf, sizeof(buf));
+		if (ERR_GET_LIB(e) != 0)
+			ERR_error_string_n(e, buf, sizeof(buf));
 	if (buf[0] == '\0') {
 		SSL *ssl = bufferevent_openssl_get_ssl(bev);
 		long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
