@@ -726,3 +726,26 @@ out:
 	errno = saved;
 	return rc;
 }
+
+void
+config_diff(const struct config *a, const struct config *b,
+    void (*cb)(void *arg, const char *key), void *arg)
+{
+	char key[64];
+	size_t i, j;
+
+	for (i = 0; i < CONFIG_NSECTIONS; i++) {
+		const struct config_section *s = &config_sections[i];
+
+		for (j = 0; j < s->s_nkeys; j++) {
+			const struct config_key *k = &s->s_keys[j];
+
+			if (memcmp((const char *)a + k->k_off,
+			    (const char *)b + k->k_off, k->k_size) == 0)
+				continue;
+			snprintf(key, sizeof(key), "%s.%s", s->s_name,
+			    k->k_name);
+			cb(arg, key);
+		}
+	}
+}

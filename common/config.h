@@ -60,6 +60,10 @@ int config_parse_size(const char *s, uint64_t *out);
 
 const char *config_mode_name(enum repl_mode m);
 
+/* Calls cb with "section.key" for each key whose value differs. */
+void config_diff(const struct config *a, const struct config *b,
+    void (*cb)(void *arg, const char *key), void *arg);
+
 /*
  * Splits "host:port" or "[v6addr]:port" (the form of listen, mirror and
  * nbd_listen) into host (brackets stripped) and port (decimal, 1..65535,

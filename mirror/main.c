@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -19,7 +20,10 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/ctl.h"
 #include "common/meta.h"
+#include "common/notify.h"
+#include "common/reload.h"
 #include "common/tls.h"
 #include "common/util.h"
 #include "mirror/mirror.h"
@@ -75,11 +79,12 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	if (sig == SIGHUP) {
-		log_info("SIGHUP: nothing to reload yet");
+		reload_config(m->mr_cfg.path, &m->mr_cfg);
 		return;
 	}
 	if (m->mr_stopping)
 		return;
+	notify_stopping();
 	log_info("%s: stopping: finishing %u ops in flight",
 	    strsignal((int)sig), m->mr_inflight);
 	m->mr_stopping = 1;
@@ -151,6 +156,8 @@ main(int argc, char **argv)
 	}
 	log_setvolume(m->mr_cfg.vol_name);
 	signal(SIGPIPE, SIG_IGN);
+	m->mr_started = m->mr_since = time(NULL);
+	m->mr_disk = "outdated";	/* until a primary says otherwise */
 
 	if ((m->mr_ssl = tls_ctx_new(&m->mr_cfg, 1, err, sizeof(err))) == NULL) {
 		log_warnx("%s", err);
@@ -173,6 +180,11 @@ main(int argc, char **argv)
 		log_warnx("%s", err);
 		return EX_OSERR;
 	}
+	if (ctl_listen(&m->mr_ctl, m->mr_base, m->mr_cfg.status_socket,
+	    m->mr_cfg.status_group, status_handle, m, err, sizeof(err)) != 0) {
+		log_warnx("status.socket: %s", err);
+		return EX_OSERR;
+	}
 	if ((rc = apply_init(m)) != 0) {
 		log_warnx("cannot start the task groups: %s", strerror(-rc));
 		return EX_OSERR;
@@ -187,6 +199,7 @@ main(int argc, char **argv)
 	    m->mr_cfg.tasks_per_group,
 	    (unsigned long long)m->mr_cfg.range_size);
 
+	notify_ready();
 	event_base_dispatch(m->mr_base);
 
 	/* Stopped: everything received is applied; make it durable. */
@@ -195,6 +208,7 @@ main(int argc, char **argv)
 	if (rc != 0)
 		log_warnx("storage: final flush: %s", strerror(-rc));
 	session_free_all(m);
+	ctl_free(m->mr_ctl);
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	if (m->mr_stop_timer != NULL)

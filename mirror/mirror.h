@@ -22,6 +22,9 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
+
+#include <jansson.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -41,6 +44,7 @@
 #define MIRROR_FMAP_MAX		(1u << 20)	/* frontier map entries */
 
 struct session;
+struct ctl;
 
 /* One operation received from the primary, from frame to ack. Allocated
  * by session.c, freed by apply.c once acked; mo_op.arg is the mirror. */
@@ -79,6 +83,13 @@ struct mirror {
 	struct mop	*mr_cq_tail;
 	struct event	*mr_cq_ev;
 
+	/* What the mirror's disk holds (status "disk"). */
+	const char	*mr_disk;	/* "outdated", "inconsistent", "up-to-date" */
+	time_t		 mr_since;	/* last session start or end */
+	time_t		 mr_started;
+	struct ctl	*mr_ctl;
+	uint64_t	 mr_nprimary;	/* primary sessions so far */
+
 	/* Counters, event thread. */
 	uint64_t	 mr_ops;
 	uint64_t	 mr_bytes;
@@ -97,6 +108,11 @@ void session_op_finished(struct session *s);	/* one mop of s is gone */
 void session_resume_all(struct mirror *m);
 void session_shutdown_all(struct mirror *m, const char *reason);
 void session_free_all(struct mirror *m);
+
+/* status.c */
+json_t *status_handle(void *arg, const char *verb, const char *args);
+/* session.c: the active session's peer, or NULL */
+const char *session_active_peer(struct mirror *m);
 
 /* main.c */
 void mirror_check_stopped(struct mirror *m);

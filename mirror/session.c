@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -43,6 +44,7 @@
 
 #include "common/apply.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/tls.h"
 #include "common/util.h"
 #include "mirror/mirror.h"
@@ -110,6 +112,11 @@ session_drop(struct session *s)
 		event_del(s->s_timer);
 	if (m->mr_active == s) {
 		m->mr_active = NULL;
+		m->mr_since = time(NULL);
+		/* Up to date until now; writes may follow that it misses. */
+		if (strcmp(m->mr_disk, "up-to-date") == 0)
+			m->mr_disk = "outdated";
+		notify_status("primary %s gone; disk %s", s->s_peer, m->mr_disk);
 		log_info("peer %s: primary session ended", s->s_peer);
 	}
 	if (s->s_refs == 0)
@@ -347,6 +354,10 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 	/* Whatever came before this session counts as this one's floor. */
 	s->s_frontier_lseq = m->mr_lseq;
 	m->mr_active = s;
+	m->mr_since = time(NULL);
+	m->mr_nprimary++;
+	m->mr_disk = "inconsistent";	/* the primary's full sync begins */
+	notify_status("primary %s connected; sync running", s->s_peer);
 	event_del(s->s_timer);
 	/* A primary pings when idle: silence this long means it is gone, and
 	 * must not keep a reconnecting primary out. */
@@ -494,6 +505,25 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 	return 0;
 }
 
+/* The primary says everything before this frame was sent: once those are
+ * applied, the disk equals the primary's. In-flight ones are applied in
+ * order before anything newer, so "up-to-date" holds from here on. */
+static void
+m_in_sync(struct session *s)
+{
+	struct mirror *m = s->s_m;
+
+	m->mr_disk = "up-to-date";
+	notify_status("primary %s connected; up to date", s->s_peer);
+	log_info("peer %s: the mirror is up to date", s->s_peer);
+}
+
+const char *
+session_active_peer(struct mirror *m)
+{
+	return m->mr_active != NULL ? m->mr_active->s_peer : NULL;
+}
+
 /*
  * Handles one whole frame at the head of in (header still there).
  * Returns 0 to go on, -1 when the session failed or is closing.
@@ -523,6 +553,8 @@ handle_frame(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 		return handle_op(s, h, in);
 	case WIRE_PING:
 		evbuffer_drain(in, h->plen);
+		if (h->flags & WIRE_F_IN_SYNC)
+			m_in_sync(s);
 		if (!(h->flags & WIRE_F_PONG)) {
 			memset(&pong, 0, sizeof(pong));
 			pong.type = WIRE_PING;

@@ -191,7 +191,12 @@ io_submit(struct primary *p, struct preq *r)
 		op->flags |= TG_F_FUA;
 	if (r->pr_flags & NBD_CMD_FLAG_NO_HOLE)
 		op->flags |= TG_F_NO_HOLE;
-	switch (r->pr_cmd) {
+	/* sync.c's internal reads arrive with TG_OTHER set (their pr_cmd is
+	 * meaningless: 0 would read as NBD_CMD_READ). */
+	if (op->type == TG_OTHER) {
+		VERIFY(r->pr_done != NULL);
+		op->buf = r->pr_data;
+	} else switch (r->pr_cmd) {
 	case NBD_CMD_READ:
 		op->type = TG_READ;
 		op->buf = r->pr_data;
@@ -218,10 +223,7 @@ io_submit(struct primary *p, struct preq *r)
 		p->p_flushes++;
 		break;
 	default:
-		/* sync.c's internal reads arrive with TG_OTHER set. */
-		VERIFY(r->pr_done != NULL && op->type == TG_OTHER);
-		op->buf = r->pr_data;
-		break;
+		VERIFY(0);	/* nbd.c passes only the commands above */
 	}
 
 	/* Answered requests only: the frontier counts r's predecessors. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -20,7 +21,10 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/ctl.h"
 #include "common/meta.h"
+#include "common/notify.h"
+#include "common/reload.h"
 #include "common/tls.h"
 #include "common/util.h"
 #include "primary/primary.h"
@@ -76,11 +80,12 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	if (sig == SIGHUP) {
-		log_info("SIGHUP: nothing to reload yet");
+		reload_config(p->p_cfg.path, &p->p_cfg);
 		return;
 	}
 	if (p->p_stopping)
 		return;
+	notify_stopping();
 	log_info("%s: stopping: %u clients, %u requests in flight",
 	    strsignal((int)sig), nbd_clients(p), p->p_nreq);
 	p->p_stopping = 1;
@@ -168,6 +173,7 @@ main(int argc, char **argv)
 	}
 	log_setvolume(p->p_cfg.vol_name);
 	signal(SIGPIPE, SIG_IGN);
+	p->p_started = time(NULL);
 
 	if ((p->p_ssl = tls_ctx_new(&p->p_cfg, 0, err, sizeof(err))) == NULL) {
 		log_warnx("%s", err);
@@ -194,6 +200,11 @@ main(int argc, char **argv)
 		log_warnx("%s", err);
 		return EX_OSERR;
 	}
+	if (ctl_listen(&p->p_ctl, p->p_base, p->p_cfg.status_socket,
+	    p->p_cfg.status_group, status_handle, p, err, sizeof(err)) != 0) {
+		log_warnx("status.socket: %s", err);
+		return EX_OSERR;
+	}
 	if (repl_init(p, err, sizeof(err)) != 0) {
 		log_warnx("%s", err);
 		return EX_CONFIG;
@@ -208,12 +219,14 @@ main(int argc, char **argv)
 	    p->p_cfg.nbd_listen, config_mode_name(p->p_cfg.mode),
 	    p->p_cfg.mirror_addr);
 
+	notify_ready();
 	event_base_dispatch(p->p_base);
 
 	rc = storage_flush(&p->p_st);
 	if (rc != 0)
 		log_warnx("storage: final flush: %s", strerror(-rc));
 	nbd_free_all(p);
+	ctl_free(p->p_ctl);
 	repl_fini(p);
 	io_fini(p);
 	sync_fini(p);

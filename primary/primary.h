@@ -25,7 +25,10 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <time.h>
+
 #include <event2/event.h>
+#include <jansson.h>
 #include <event2/listener.h>
 #include <openssl/ssl.h>
 
@@ -42,6 +45,7 @@
 
 struct primary;
 struct nbd_conn;
+struct ctl;
 
 /* Where a request is on its way to the client's answer. */
 #define PR_LOCAL_DONE	0x01	/* the local engine finished it */
@@ -131,6 +135,8 @@ void repl_ready(struct primary *p);
 void repl_shutdown(struct primary *p);
 /* Frames queued or unacknowledged. */
 unsigned repl_pending(struct primary *p);
+void repl_status(struct primary *p, json_t *o, json_t *counters);
+void repl_in_sync(struct primary *p);
 
 /* ---- sync.c ----------------------------------------------------------------- */
 
@@ -142,6 +148,12 @@ int  sync_running(struct primary *p);
 /* Worker thread: reads one piece of a sync request, holes as zeros. */
 int  sync_read_piece(struct primary *p, struct preq *r, uint64_t off,
     uint64_t len, void *buf);
+void sync_status(struct primary *p, json_t *o);
+
+/* ---- status.c ---------------------------------------------------------- */
+
+/* The status socket's handler: answers "status". */
+json_t *status_handle(void *arg, const char *verb, const char *args);
 
 /* ---- the daemon ------------------------------------------------------------- */
 
@@ -179,6 +191,8 @@ struct primary {
 	struct sync	*p_sync;
 
 	SSL_CTX		*p_ssl;
+	struct ctl	*p_ctl;
+	time_t		 p_started;
 
 	/* counters */
 	uint64_t	 p_reads, p_writes, p_flushes, p_trims, p_zeroes;

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -37,6 +38,8 @@
 #include <openssl/ssl.h>
 
 #include "common/log.h"
+#include "common/notify.h"
+#include "common/status.h"
 #include "common/tls.h"
 #include "common/util.h"
 #include "primary/primary.h"
@@ -74,6 +77,8 @@ struct repl {
 	size_t		 rp_cap, rp_head, rp_len;
 	uint64_t	 rp_bytes;	/* in the ring */
 	uint64_t	 rp_sessions;
+	uint64_t	 rp_drops;	/* sessions lost (reconnects) */
+	time_t		 rp_since;	/* last change of up / not up */
 };
 
 static void repl_connect(struct repl *);
@@ -381,6 +386,9 @@ handle_hello_ack(struct repl *rp, const uint8_t *payload, uint32_t plen)
 	rp->rp_state = R_UP;
 	rp->rp_backoff = 0;
 	rp->rp_sessions++;
+	rp->rp_since = time(NULL);
+	rp->rp_last_err[0] = '\0';
+	notify_status("mirror %s: connected", rp->rp_addr);
 	repl_note(rp, 0, "connected (mode %s)", config_mode_name(p->p_cfg.mode));
 	/*
 	 * Without change records (issue 5) nothing tells what the mirror
@@ -588,6 +596,11 @@ repl_drop(struct repl *rp, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (was_up) {
+		rp->rp_drops++;
+		rp->rp_since = time(NULL);
+		notify_status("mirror %s: disconnected: %s", rp->rp_addr, msg);
+	}
 	if (rp->rp_bev != NULL) {
 		bufferevent_free(rp->rp_bev);
 		rp->rp_bev = NULL;
@@ -648,6 +661,7 @@ repl_init(struct primary *p, char *err, size_t errlen)
 		return -1;
 	}
 	rp->rp_p = p;
+	rp->rp_since = time(NULL);
 	snprintf(rp->rp_addr, sizeof(rp->rp_addr), "%s", p->p_cfg.mirror_addr);
 	rp->rp_timer = evtimer_new(p->p_base, repl_timer, rp);
 	rp->rp_cong = evtimer_new(p->p_base, congestion, rp);
@@ -688,4 +702,35 @@ repl_fini(struct primary *p)
 	free(rp->rp_ring);
 	free(rp);
 	p->p_repl = NULL;
+}
+
+/* The link's part of "status": connection, inflight, reconnects. */
+void
+repl_status(struct primary *p, json_t *o, json_t *counters)
+{
+	struct repl *rp = p->p_repl;
+	const char *state = rp->rp_state == R_UP ? "connected" :
+	    rp->rp_state == R_CONNECTING || rp->rp_state == R_HELLO ?
+	    "connecting" : "disconnected";
+
+	json_object_set_new(o, "connection",
+	    status_connection(state, rp->rp_addr, rp->rp_since));
+	json_object_set_new(o, "inflight", json_pack("{s:I, s:I}",
+	    "ops", (json_int_t)(rp->rp_len + rp->rp_sq_len),
+	    "bytes", (json_int_t)rp->rp_bytes));
+	json_object_set_new(counters, "reconnects",
+	    json_integer((json_int_t)rp->rp_drops));
+	json_object_set_new(o, "last_error",
+	    status_str_or_null(rp->rp_state == R_UP ? NULL : rp->rp_last_err));
+}
+
+/* After a completed sync: the mirror learns that it is up to date. */
+void
+repl_in_sync(struct primary *p)
+{
+	struct repl *rp = p->p_repl;
+	struct wire_hdr h = { .type = WIRE_PING, .flags = WIRE_F_IN_SYNC };
+
+	if (rp->rp_state == R_UP)
+		send_hdr(rp, &h, NULL);
 }

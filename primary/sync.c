@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/util.h"
 #include "primary/primary.h"
 
@@ -31,6 +32,8 @@ struct sync {
 	uint64_t	sy_data_bytes;	/* sent as data */
 	uint64_t	sy_start_ns;
 	uint64_t	sy_gen;		/* session the chunks belong to */
+	uint64_t	sy_done;	/* bytes applied on the mirror */
+	int		sy_complete;	/* the mirror matched at some point */
 };
 
 int
@@ -109,6 +112,8 @@ sync_chunk_done(struct preq *r)
 
 	if (current) {
 		sy->sy_outstanding--;
+		if (!failed)
+			sy->sy_done += r->pr_op.len;
 		if (r->pr_nonzero)
 			sy->sy_data_bytes += r->pr_op.len;
 	}
@@ -154,6 +159,9 @@ sync_pump(struct primary *p)
 		uint64_t ms = (now_ns() - sy->sy_start_ns) / 1000000;
 
 		sy->sy_running = 0;
+		sy->sy_complete = 1;
+		repl_in_sync(p);
+		notify_status("mirror up to date");
 		log_info("sync complete: %llu bytes of data, %llu zero, in "
 		    "%llu.%03llu s; the mirror is up to date",
 		    (unsigned long long)sy->sy_data_bytes,
@@ -174,6 +182,8 @@ sync_start(struct primary *p)
 	sy->sy_cursor = 0;
 	sy->sy_outstanding = 0;
 	sy->sy_data_bytes = 0;
+	sy->sy_done = 0;
+	sy->sy_complete = 0;
 	sy->sy_start_ns = now_ns();
 	log_info("sync: copying the volume to the mirror (%llu bytes)",
 	    (unsigned long long)p->p_cfg.vol_size);
@@ -185,4 +195,28 @@ sync_kick(struct primary *p)
 {
 	if (p->p_sync->sy_running)
 		sync_pump(p);
+}
+
+/*
+ * The sync's part of "status". Without change records, a mirror that is
+ * not connected, or not yet through a full sync, may lack anything: all of
+ * the volume counts as out of sync until a sync completes.
+ */
+void
+sync_status(struct primary *p, json_t *o)
+{
+	struct sync *sy = p->p_sync;
+	uint64_t size = p->p_cfg.vol_size, oos;
+	double secs = (double)(now_ns() - sy->sy_start_ns) / 1e9;
+	double rate = sy->sy_running && secs > 0 ? (double)sy->sy_done / secs : 0;
+
+	oos = !repl_connected(p) ? size : sy->sy_complete ? 0 : size - sy->sy_done;
+	json_object_set_new(o, "out_of_sync_bytes", json_integer((json_int_t)oos));
+	json_object_set_new(o, "resync", json_pack("{s:b, s:f, s:I, s:o}",
+	    "running", sy->sy_running,
+	    "progress", size ? (double)sy->sy_done / (double)size : 1.0,
+	    "rate_bytes_per_s", (json_int_t)rate,
+	    "eta_s", sy->sy_running && rate > 0 ?
+	    json_integer((json_int_t)((double)(size - sy->sy_done) / rate)) :
+	    json_null()));
 }

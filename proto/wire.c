@@ -32,7 +32,8 @@
  *  - Types without a span (HELLO, HELLO_ACK, FLUSH, ACK, PING, GOODBYE) must
  *    carry offset == length == 0 (EFIELD). seq and frontier are never checked.
  *  - Flags: only the bits wire.h assigns to a type are allowed (FUA on WRITE;
- *    FUA|NO_HOLE on WRITE_ZEROES; PONG on PING; LAST on CR_XFER); others 0.
+ *    FUA|NO_HOLE on WRITE_ZEROES; PONG|IN_SYNC on PING; LAST on CR_XFER);
+ *    others 0.
  *    ACK flags must carry kind RECEIVED or APPLIED; the status is free.
  *  - wire_encode_hdr writes hdr->version, or WIRE_VERSION when it is 0, so a
  *    zero-initialised header encodes as the current version.
@@ -99,7 +100,8 @@ static const struct wire_typeinfo {
 	[WIRE_RESYNC_DATA] =	{ "RESYNC_DATA", T_SPAN | T_PLEN_EQ_LEN, 0 },
 	[WIRE_CSUM_REQ] =	{ "CSUM_REQ", T_SPAN | T_NOPAYLOAD, 0 },
 	[WIRE_CSUM_REPLY] =	{ "CSUM_REPLY", T_SPAN, 0 },
-	[WIRE_PING] =		{ "PING", T_NOSPAN | T_NOPAYLOAD, WIRE_F_PONG },
+	[WIRE_PING] =		{ "PING", T_NOSPAN | T_NOPAYLOAD,
+				    WIRE_F_PONG | WIRE_F_IN_SYNC },
 	[WIRE_GOODBYE] =	{ "GOODBYE", T_NOSPAN, 0 },
 };
 

@@ -32,7 +32,9 @@
  *   RESYNC_DATA       span, aligned, plen == length
  *   CSUM_REQ          span, aligned, plen == 0
  *   CSUM_REPLY        span, aligned, payload = digests (WIRE_DIGEST_LEN each)
- *   PING              plen == 0 (a reply is a PING with WIRE_F_PONG)
+ *   PING              plen == 0 (a reply is a PING with WIRE_F_PONG; the
+ *                     primary sets WIRE_F_IN_SYNC once everything before
+ *                     it has been sent: the mirror is then up to date)
  *   GOODBYE           payload = optional UTF-8 reason text
  *
  * Every payload-bearing type is bounded by the negotiated maximum.
@@ -75,6 +77,7 @@ enum wire_type {
 #define WIRE_F_NO_HOLE    0x0002u	/* WRITE_ZEROES: allocate, do not punch */
 #define WIRE_F_PONG       0x0004u	/* PING: this is the reply */
 #define WIRE_F_LAST       0x0008u	/* CR_XFER: final chunk */
+#define WIRE_F_IN_SYNC    0x0010u	/* PING: the sync is complete */
 
 /* ACK kinds (low 8 bits of flags); the status sits in bits 8..31. */
 #define WIRE_ACK_RECEIVED 1		/* memsync: the mirror has the op */

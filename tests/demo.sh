@@ -54,6 +54,9 @@ tls = {
   key = "$D/certs/$side.key";
   peer_name = "$peer";
 };
+status = {
+  socket = "$D/$side.status";
+};
 EOF
 done
 

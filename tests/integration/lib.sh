@@ -53,6 +53,8 @@ T=$(mktemp -d /var/tmp/duet-it.XXXXXX) || { echo "FAIL: mktemp"; exit 1; }
 MIRROR_LOG=$T/mirror.log
 PRIMARY_LOG=$T/primary.log
 NBD_SOCK=$T/nbd.sock
+PRIMARY_STATUS=$T/primary.status
+MIRROR_STATUS=$T/status.sock
 NBD_URI="nbd+unix:///vol0?socket=$NBD_SOCK"
 PRIMARY=$DUET_BUILD/duet-primary
 : >"$MIRROR_LOG"
@@ -348,6 +350,9 @@ tls = {
   cert = "$T/certs/primary.pem";
   key = "$T/certs/primary.key";
   peer_name = "mirror";
+};
+status = {
+  socket = "$PRIMARY_STATUS";
 };
 EOF
 }

@@ -742,6 +742,10 @@ START_TEST(test_err_field)
 	ck_assert_err(decode(&h), WIRE_EFIELD);
 	h = mkhdr(WIRE_WRITE, WIRE_F_NO_HOLE, 4096, 0, 4096);
 	ck_assert_err(decode(&h), WIRE_EFIELD);
+	h = mkhdr(WIRE_PING, WIRE_F_IN_SYNC, 0, 0, 0);
+	ck_assert_err(decode(&h), WIRE_OK);
+	h = mkhdr(WIRE_PING, 0x0020u, 0, 0, 0);
+	ck_assert_err(decode(&h), WIRE_EFIELD);
 	h = mkhdr(WIRE_PING, 0x80000000u, 0, 0, 0);
 	ck_assert_err(decode(&h), WIRE_EFIELD);
 	/* GOODBYE reason over its bound. */
