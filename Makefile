@@ -18,7 +18,7 @@ B        := build
 SANFLAGS :=
 endif
 
-PKGS     := libevent_openssl libevent_pthreads libconfig openssl
+PKGS     := libevent_openssl libevent_pthreads libconfig openssl jansson libsystemd
 CPPFLAGS += -I. -D_GNU_SOURCE
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -Wall -Wextra -Werror -pthread $(SANFLAGS) \
@@ -31,6 +31,7 @@ PROTO_SRC  := $(wildcard proto/*.c)
 COMMON_SRC := $(wildcard common/*.c)
 MIRROR_SRC := $(wildcard mirror/*.c)
 PRIMARY_SRC:= $(wildcard primary/*.c)
+CTL_SRC    := $(wildcard ctl/*.c)
 UNIT_SRC   := $(wildcard tests/unit/check_*.c)
 PEER_SRC   := $(wildcard tests/peer/*.c)
 BENCH_SRC  := $(wildcard bench/*.c)
@@ -42,6 +43,7 @@ LIBPROTO  := $(B)/libproto.a
 LIBCOMMON := $(B)/libcommon.a
 BINS      := $(B)/duet-mirror \
              $(if $(PRIMARY_SRC),$(B)/duet-primary) \
+             $(if $(CTL_SRC),$(B)/duetctl) \
              $(if $(PEER_SRC),$(B)/duet-testpeer)
 UNITS     := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 BENCHES   := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
@@ -65,6 +67,8 @@ LIBS := $(LIBCOMMON) $(LIBPROTO)
 $(B)/duet-mirror: $(call obj,$(MIRROR_SRC)) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/duet-primary: $(call obj,$(PRIMARY_SRC)) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/duetctl: $(call obj,$(CTL_SRC)) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/duet-testpeer: $(call obj,$(PEER_SRC)) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -100,14 +104,26 @@ demo: deps
 bench: all
 	@sh bench/run.sh $(B)
 
+# Units and tmpfiles go under PREFIX too: systemd reads /usr/local/lib/
+# systemd/system (and /usr/lib/... for PREFIX=/usr). The units in conf/
+# name /usr/local/sbin; another PREFIX is written into the installed copy.
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
-		$(DESTDIR)$(PREFIX)/share/man/man5
+		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(PREFIX)/share/doc/duet
 	install -m 0755 $(filter-out %testpeer,$(BINS)) $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0644 $(wildcard */*.8) $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 $(wildcard */*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
-	install -d $(DESTDIR)$(PREFIX)/share/doc/duet
 	install -m 0644 conf/duet.conf.example $(DESTDIR)$(PREFIX)/share/doc/duet/
+	for u in $(wildcard conf/*.service); do \
+		sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' $$u \
+		    >$(DESTDIR)$(UNITDIR)/$${u#conf/} && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#conf/} || exit 1; \
+	done
+	install -m 0644 conf/duet.tmpfiles $(DESTDIR)$(TMPFILESDIR)/duet.conf
 
 clean:
 	rm -rf build build-san build-fuzz

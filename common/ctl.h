@@ -22,6 +22,8 @@ struct ctl;
 
 #define CTL_LINE_MAX	4096		/* longer requests get line-too-long */
 #define CTL_OUT_MAX	(256 * 1024)	/* a client that does not read is dropped */
+#define CTL_CLIENTS_MAX	128		/* one more is told "busy" and closed */
+#define CTL_WRITE_TIMEOUT 10		/* s without output progress: dropped */
 
 /*
  * Answers one request. verb is the first word of the line, args the rest
