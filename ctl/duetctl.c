@@ -393,7 +393,7 @@ print_table(json_t *st)
 
 		strftime(a, sizeof(a), "%Y-%m-%d %H:%M:%S",
 		    localtime_r(&t, &tm));
-		printf(", since %s (%s)", a,
+		printf(", since %s (%s ago)", a,
 		    fmt_secs(difftime(time(NULL), t), b, sizeof(b)));
 	}
 	putchar('\n');
@@ -515,9 +515,16 @@ metric_val(const char *name, const char *extra, double v)
 	if (v > -9e15 && v < 9e15 && v == (double)(long long)v)
 		printf("%s{%s%s%s} %.0f\n", name, labels, extra ? "," : "",
 		    extra ? extra : "", v);
-	else
-		printf("%s{%s%s%s} %.17g\n", name, labels, extra ? "," : "",
-		    extra ? extra : "", v);
+	else {
+		/* The shortest of %.15g and %.17g that reads back exactly. */
+		char num[32];
+
+		snprintf(num, sizeof(num), "%.15g", v);
+		if (strtod(num, NULL) != v)
+			snprintf(num, sizeof(num), "%.17g", v);
+		printf("%s{%s%s%s} %s\n", name, labels, extra ? "," : "",
+		    extra ? extra : "", num);
+	}
 }
 
 /* One metric from one field; nothing when the daemon does not send it. */
@@ -624,7 +631,7 @@ cmd_metrics(int argc, char **argv)
 	    "1 while a resync runs.");
 	metric(st, "resync.progress", "duet_resync_progress_ratio", "gauge",
 	    "Resync progress, 0 to 1.");
-	metric(st, "resync.rate_bytes_per_s", "duet_resync_rate_bytes",
+	metric(st, "resync.rate_bytes_per_s", "duet_resync_bytes_per_second",
 	    "gauge", "Resync rate in bytes per second.");
 	metric(st, "resync.eta_s", "duet_resync_eta_seconds", "gauge",
 	    "Estimated seconds until the resync completes.");
