@@ -15,6 +15,7 @@
 #include "common/util.h"
 
 static int log_fg = 1;
+static int log_journal;		/* stderr is the journal: prefix priorities */
 static int log_verbose;
 static char log_volume[64];
 
@@ -23,6 +24,9 @@ log_init(const char *ident, int foreground, int verbose)
 {
 	log_fg = foreground;
 	log_verbose = verbose;
+	/* Under systemd (-f, Type=notify) stderr goes to the journal, which
+	 * reads a "<N>" prefix as the line's priority. */
+	log_journal = getenv("JOURNAL_STREAM") != NULL;
 	if (!foreground)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
@@ -52,7 +56,11 @@ vlog(int pri, const char *fmt, va_list ap, const char *suffix)
 			[LOG_ERR] = "error", [LOG_WARNING] = "warning",
 			[LOG_INFO] = "info", [LOG_DEBUG] = "debug",
 		};
-		fprintf(stderr, "%s%s%s%s: %s\n",
+		char pfx[8] = "";
+
+		if (log_journal)
+			snprintf(pfx, sizeof(pfx), "<%d>", pri);
+		fprintf(stderr, "%s%s%s%s%s: %s\n", pfx,
 		    log_volume[0] ? "[" : "", log_volume,
 		    log_volume[0] ? "] " : "", lvl[pri] ? lvl[pri] : "log", msg);
 	} else if (log_volume[0]) {
