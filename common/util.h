@@ -22,6 +22,9 @@ void verify_failed(const char *expr, const char *file, int line)
 #define ASSERT(e) VERIFY(e)
 #endif
 
+#define CONTAINER_OF(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -3,9 +3,8 @@
  * finished operations come back to the event thread.
  *
  * Workers run storage calls only. Each finished mop goes on the completion
- * queue; the first one onto an empty queue activates mr_cq_ev, so a burst
- * of completions costs one wake-up of the event thread, which then sends
- * every ack and frees every mop in one pass.
+ * queue (common/cq.h); the event thread then sends every ack and frees
+ * every mop in one pass.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -44,20 +43,9 @@ apply_done(struct tg_op *op, int status)
 {
 	struct mop *mo = (struct mop *)op;
 	struct mirror *m = op->arg;
-	int was_empty;
 
 	mo->mo_status = -status;
-	pthread_mutex_lock(&m->mr_cq_lock);
-	mo->mo_cq_next = NULL;
-	was_empty = m->mr_cq_head == NULL;
-	if (was_empty)
-		m->mr_cq_head = mo;
-	else
-		m->mr_cq_tail->mo_cq_next = mo;
-	m->mr_cq_tail = mo;
-	pthread_mutex_unlock(&m->mr_cq_lock);
-	if (was_empty)
-		event_active(m->mr_cq_ev, EV_READ, 0);
+	cq_push(&m->mr_cq, &mo->mo_cq);
 }
 
 /* Event thread: ack and free everything that finished. */
@@ -65,16 +53,13 @@ static void
 apply_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct mirror *m = arg;
-	struct mop *mo, *next;
+	struct cq_node *n, *next;
 
 	(void)fd; (void)what;
-	pthread_mutex_lock(&m->mr_cq_lock);
-	mo = m->mr_cq_head;
-	m->mr_cq_head = m->mr_cq_tail = NULL;
-	pthread_mutex_unlock(&m->mr_cq_lock);
+	for (n = cq_take(&m->mr_cq); n != NULL; n = next) {
+		struct mop *mo = CONTAINER_OF(n, struct mop, mo_cq);
 
-	for (; mo != NULL; mo = next) {
-		next = mo->mo_cq_next;
+		next = n->cq_next;
 		if (mo->mo_status != 0)
 			m->mr_errors++;
 		session_ack(mo->mo_s, mo->mo_pseq, WIRE_ACK_APPLIED,
@@ -100,10 +85,8 @@ apply_init(struct mirror *m)
 	struct tg_backend be = { apply_piece, apply_flush, m };
 	int rc;
 
-	pthread_mutex_init(&m->mr_cq_lock, NULL);
-	m->mr_cq_ev = event_new(m->mr_base, -1, 0, apply_drain, m);
-	if (m->mr_cq_ev == NULL)
-		return -ENOMEM;
+	if ((rc = cq_init(&m->mr_cq, m->mr_base, apply_drain, m)) != 0)
+		return rc;
 	if ((rc = tg_create(&m->mr_tg, &p, &be)) != 0)
 		return rc;
 	return 0;
@@ -114,8 +97,5 @@ apply_fini(struct mirror *m)
 {
 	tg_destroy(m->mr_tg);
 	m->mr_tg = NULL;
-	if (m->mr_cq_ev != NULL)
-		event_free(m->mr_cq_ev);
-	m->mr_cq_ev = NULL;
-	pthread_mutex_destroy(&m->mr_cq_lock);
+	cq_fini(&m->mr_cq);
 }

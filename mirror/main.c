@@ -21,6 +21,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/ctl.h"
+#include "common/daemon.h"
 #include "common/meta.h"
 #include "common/notify.h"
 #include "common/reload.h"
@@ -29,17 +30,6 @@
 #include "mirror/mirror.h"
 
 #define STOP_GRACE 3	/* seconds for goodbyes to leave once all is applied */
-
-static void
-usage(void)
-{
-	fprintf(stderr, "usage: duet-mirror -c FILE [-f] [-t] [-v]\n"
-	    "  -c FILE  configuration file (duet.conf(5))\n"
-	    "  -f       stay in the foreground, log to stderr\n"
-	    "  -t       check the configuration, print \"configuration OK\", exit\n"
-	    "  -v       log more (repeat for more)\n");
-	exit(EX_USAGE);
-}
 
 static void
 stop_now(evutil_socket_t fd, short what, void *arg)
@@ -94,68 +84,17 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	mirror_check_stopped(m);
 }
 
-/* Opens the volume and reads or checks its identity. Exits on failure. */
-static void
-open_volume(struct mirror *m)
-{
-	struct config *cfg = &m->mr_cfg;
-	char err[8192];
-	int rc;
-
-	if (storage_open(&m->mr_st, cfg->vol_path, cfg->vol_size, err,
-	    sizeof(err)) != 0) {
-		log_warnx("volume.path: %s", err);
-		exit(EX_IOERR);
-	}
-	rc = meta_load(cfg->vol_metadata, &m->mr_meta, err, sizeof(err));
-	if (rc < 0) {
-		log_warnx("volume.metadata: %s", err);
-		exit(EX_IOERR);
-	}
-	if (rc == 0 && (m->mr_meta.md_size != cfg->vol_size ||
-	    m->mr_meta.md_extent_size != cfg->extent_size)) {
-		log_warnx("volume.metadata: %s records size %llu and extent "
-		    "size %u, the configuration says %llu and %u",
-		    cfg->vol_metadata, (unsigned long long)m->mr_meta.md_size,
-		    m->mr_meta.md_extent_size,
-		    (unsigned long long)cfg->vol_size, cfg->extent_size);
-		exit(EX_CONFIG);
-	}
-}
-
 int
 main(int argc, char **argv)
 {
 	static struct mirror mirror;
 	struct mirror *m = &mirror;
-	const char *conf = NULL;
 	struct event *sigs[3];
 	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	char err[8192];
-	int ch, fg = 0, test = 0, verbose = 0, i, rc;
+	int fg, i, rc;
 
-	while ((ch = getopt(argc, argv, "c:ftvh")) != -1) {
-		switch (ch) {
-		case 'c': conf = optarg; break;
-		case 'f': fg = 1; break;
-		case 't': test = 1; break;
-		case 'v': verbose++; break;
-		default: usage();
-		}
-	}
-	if (conf == NULL || optind != argc)
-		usage();
-	log_init("duet-mirror", fg || test, verbose);
-	if (config_load(conf, &m->mr_cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "duet-mirror: %s\n", err);
-		return EX_CONFIG;
-	}
-	if (test) {
-		printf("configuration OK\n");
-		return 0;
-	}
-	log_setvolume(m->mr_cfg.vol_name);
-	signal(SIGPIPE, SIG_IGN);
+	fg = daemon_setup(argc, argv, "duet-mirror", &m->mr_cfg, NULL);
 	m->mr_started = m->mr_since = time(NULL);
 	m->mr_disk = "outdated";	/* until a primary says otherwise */
 
@@ -163,7 +102,8 @@ main(int argc, char **argv)
 		log_warnx("%s", err);
 		return EX_CONFIG;
 	}
-	open_volume(m);
+	if ((rc = volume_open(&m->mr_cfg, &m->mr_st, &m->mr_meta)) != 0)
+		return rc;
 	m->mr_max_queued = m->mr_cfg.max_inflight_bytes;
 
 	if (!fg && daemon(0, 0) == -1) {

@@ -10,7 +10,7 @@
  *
  * Threads: one event thread owns the event base, every bufferevent and
  * every field here not marked otherwise. The engine's workers touch only
- * their op, the storage, and the completion queue (mr_cq_lock).
+ * their op, the storage, and the completion queue (mr_cq).
  *
  * Sequence numbers: the engine runs on the mirror's own local sequence
  * (mr_lseq), so that sessions after a reconnect, whose primary may number
@@ -31,6 +31,7 @@
 #include <openssl/ssl.h>
 
 #include "common/config.h"
+#include "common/cq.h"
 #include "common/meta.h"
 #include "common/storage.h"
 #include "common/tg.h"
@@ -54,7 +55,7 @@ struct mop {
 	uint64_t	 mo_pseq;	/* the primary's sequence number */
 	uint64_t	 mo_bytes;	/* counted in mr_queued_bytes */
 	int		 mo_status;	/* 0 or a positive errno, for the ack */
-	struct mop	*mo_cq_next;
+	struct cq_node	 mo_cq;
 	uint8_t		 mo_data[];	/* WRITE payload */
 };
 
@@ -78,10 +79,7 @@ struct mirror {
 	struct event	*mr_stop_timer;
 
 	/* Completion queue: workers append, the event thread drains. */
-	pthread_mutex_t	 mr_cq_lock;
-	struct mop	*mr_cq_head;
-	struct mop	*mr_cq_tail;
-	struct event	*mr_cq_ev;
+	struct cq	 mr_cq;
 
 	/* What the mirror's disk holds (status "disk"). */
 	const char	*mr_disk;	/* "outdated", "inconsistent", "up-to-date" */

@@ -135,37 +135,22 @@ static void
 io_local_done(struct tg_op *op, int status)
 {
 	struct preq *r = (struct preq *)op;
-	struct primary *p = r->pr_p;
-	int was_empty;
 
 	r->pr_local_status = status;
-	pthread_mutex_lock(&p->p_cq_lock);
-	r->pr_cq_next = NULL;
-	was_empty = p->p_cq_head == NULL;
-	if (was_empty)
-		p->p_cq_head = r;
-	else
-		p->p_cq_tail->pr_cq_next = r;
-	p->p_cq_tail = r;
-	pthread_mutex_unlock(&p->p_cq_lock);
-	if (was_empty)
-		event_active(p->p_cq_ev, EV_READ, 0);
+	cq_push(&r->pr_p->p_cq, &r->pr_cq);
 }
 
 static void
 io_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct primary *p = arg;
-	struct preq *r, *next;
+	struct cq_node *n, *next;
 
 	(void)fd; (void)what;
-	pthread_mutex_lock(&p->p_cq_lock);
-	r = p->p_cq_head;
-	p->p_cq_head = p->p_cq_tail = NULL;
-	pthread_mutex_unlock(&p->p_cq_lock);
+	for (n = cq_take(&p->p_cq); n != NULL; n = next) {
+		struct preq *r = CONTAINER_OF(n, struct preq, pr_cq);
 
-	for (; r != NULL; r = next) {
-		next = r->pr_cq_next;
+		next = n->cq_next;
 		r->pr_state |= PR_LOCAL_DONE;
 		/* A sync read's frame becomes ready to go now. */
 		if (r->pr_op.type == TG_OTHER)
@@ -261,10 +246,10 @@ io_init(struct primary *p)
 		.range_size = p->p_cfg.range_size,
 	};
 	struct tg_backend be = { io_apply, io_flush, p };
+	int rc;
 
-	pthread_mutex_init(&p->p_cq_lock, NULL);
-	if ((p->p_cq_ev = event_new(p->p_base, -1, 0, io_drain, p)) == NULL)
-		return -ENOMEM;
+	if ((rc = cq_init(&p->p_cq, p->p_base, io_drain, p)) != 0)
+		return rc;
 	return tg_create(&p->p_tg, &tp, &be);
 }
 
@@ -273,8 +258,5 @@ io_fini(struct primary *p)
 {
 	tg_destroy(p->p_tg);
 	p->p_tg = NULL;
-	if (p->p_cq_ev != NULL)
-		event_free(p->p_cq_ev);
-	p->p_cq_ev = NULL;
-	pthread_mutex_destroy(&p->p_cq_lock);
+	cq_fini(&p->p_cq);
 }

@@ -22,6 +22,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/ctl.h"
+#include "common/daemon.h"
 #include "common/meta.h"
 #include "common/notify.h"
 #include "common/reload.h"
@@ -31,17 +32,6 @@
 
 #define STOP_GRACE_MS	500	/* for the goodbye to leave */
 #define STOP_LIMIT_S	30	/* a mirror that never acks cannot hold a stop */
-
-static void
-usage(void)
-{
-	fprintf(stderr, "usage: duet-primary -c FILE [-f] [-t] [-v]\n"
-	    "  -c FILE  configuration file (duet.conf(5))\n"
-	    "  -f       stay in the foreground, log to stderr\n"
-	    "  -t       check the configuration, print \"configuration OK\", exit\n"
-	    "  -v       log more\n");
-	exit(EX_USAGE);
-}
 
 static struct event *stop_timer;
 
@@ -94,45 +84,37 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	primary_check_stopped(p);
 }
 
-/* Opens the volume and its identity, making one on first start. */
-static void
-open_volume(struct primary *p)
+/* duet-primary's own requirement of the configuration. */
+static int
+check_config(const struct config *cfg, char *err, size_t errlen)
+{
+	if (cfg->mirror_addr[0] != '\0')
+		return 0;
+	snprintf(err, errlen, "%s: primary.mirror: missing (required by "
+	    "duet-primary)", cfg->path);
+	return -1;
+}
+
+/* The volume's identity: made on first start, kept for good. */
+static int
+make_identity(struct primary *p)
 {
 	struct config *cfg = &p->p_cfg;
 	char err[8192], u[37];
-	int rc;
 
-	if (storage_open(&p->p_st, cfg->vol_path, cfg->vol_size, err,
-	    sizeof(err)) != 0) {
-		log_warnx("volume.path: %s", err);
-		exit(EX_IOERR);
+	p->p_meta.md_size = cfg->vol_size;
+	p->p_meta.md_extent_size = cfg->extent_size;
+	if (RAND_bytes(p->p_meta.md_uuid, META_UUID_LEN) != 1) {
+		log_warnx("volume.metadata: no random bytes for a volume UUID");
+		return EX_OSERR;
 	}
-	rc = meta_load(cfg->vol_metadata, &p->p_meta, err, sizeof(err));
-	if (rc < 0) {
+	if (meta_store(cfg->vol_metadata, &p->p_meta, err, sizeof(err)) != 0) {
 		log_warnx("volume.metadata: %s", err);
-		exit(EX_IOERR);
+		return EX_IOERR;
 	}
-	if (rc == 0 && (p->p_meta.md_size != cfg->vol_size ||
-	    p->p_meta.md_extent_size != cfg->extent_size)) {
-		log_warnx("volume.metadata: %s records size %llu and extent "
-		    "size %u, the configuration says %llu and %u",
-		    cfg->vol_metadata, (unsigned long long)p->p_meta.md_size,
-		    p->p_meta.md_extent_size,
-		    (unsigned long long)cfg->vol_size, cfg->extent_size);
-		exit(EX_CONFIG);
-	}
-	if (!meta_has_uuid(&p->p_meta)) {
-		p->p_meta.md_size = cfg->vol_size;
-		p->p_meta.md_extent_size = cfg->extent_size;
-		if (RAND_bytes(p->p_meta.md_uuid, META_UUID_LEN) != 1 ||
-		    meta_store(cfg->vol_metadata, &p->p_meta, err,
-		    sizeof(err)) != 0) {
-			log_warnx("volume.metadata: %s", err);
-			exit(EX_IOERR);
-		}
-		meta_uuid_str(p->p_meta.md_uuid, u);
-		log_info("new volume identity %s", u);
-	}
+	meta_uuid_str(p->p_meta.md_uuid, u);
+	log_info("new volume identity %s", u);
+	return 0;
 }
 
 int
@@ -140,46 +122,21 @@ main(int argc, char **argv)
 {
 	static struct primary primary;
 	struct primary *p = &primary;
-	const char *conf = NULL;
 	struct event *sigs[3];
 	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	char err[8192];
-	int ch, fg = 0, test = 0, verbose = 0, i, rc;
+	int fg, i, rc;
 
-	while ((ch = getopt(argc, argv, "c:ftvh")) != -1) {
-		switch (ch) {
-		case 'c': conf = optarg; break;
-		case 'f': fg = 1; break;
-		case 't': test = 1; break;
-		case 'v': verbose++; break;
-		default: usage();
-		}
-	}
-	if (conf == NULL || optind != argc)
-		usage();
-	log_init("duet-primary", fg || test, verbose);
-	if (config_load(conf, &p->p_cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "duet-primary: %s\n", err);
-		return EX_CONFIG;
-	}
-	if (p->p_cfg.mirror_addr[0] == '\0') {
-		fprintf(stderr, "duet-primary: %s: primary.mirror: missing "
-		    "(required by duet-primary)\n", conf);
-		return EX_CONFIG;
-	}
-	if (test) {
-		printf("configuration OK\n");
-		return 0;
-	}
-	log_setvolume(p->p_cfg.vol_name);
-	signal(SIGPIPE, SIG_IGN);
+	fg = daemon_setup(argc, argv, "duet-primary", &p->p_cfg, check_config);
 	p->p_started = time(NULL);
 
 	if ((p->p_ssl = tls_ctx_new(&p->p_cfg, 0, err, sizeof(err))) == NULL) {
 		log_warnx("%s", err);
 		return EX_CONFIG;
 	}
-	open_volume(p);
+	if ((rc = volume_open(&p->p_cfg, &p->p_st, &p->p_meta)) != 0 ||
+	    (!meta_has_uuid(&p->p_meta) && (rc = make_identity(p)) != 0))
+		return rc;
 
 	if (!fg && daemon(0, 0) == -1) {
 		log_warn("daemon");

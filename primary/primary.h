@@ -13,7 +13,7 @@
  * Threads: one event thread owns the event base, every bufferevent and
  * every field here not marked otherwise. The engine's workers run storage
  * calls and hand finished requests back through the completion queue
- * (p_cq_lock), as in duet-mirror.
+ * (p_cq), as in duet-mirror.
  *
  * A request (struct preq) sits on at most one list at a time besides the
  * ordered lists of io.c, and is answered and freed exactly once, by io.c,
@@ -33,6 +33,7 @@
 #include <openssl/ssl.h>
 
 #include "common/config.h"
+#include "common/cq.h"
 #include "common/meta.h"
 #include "common/storage.h"
 #include "common/tg.h"
@@ -71,7 +72,7 @@ struct preq {
 	struct preq	*pr_inc_prev, *pr_inc_next;
 	struct preq	*pr_send_next;
 	struct preq	*pr_ack_next, *pr_ack_prev;
-	struct preq	*pr_cq_next;
+	struct cq_node	 pr_cq;
 
 	/* Internal requests (sync.c): called instead of nbd_reply. */
 	void		(*pr_done)(struct preq *r);
@@ -177,10 +178,7 @@ struct primary {
 	struct preq	*p_inc_head;	/* not yet answered, seq order */
 	struct preq	*p_inc_tail;
 	uint64_t	 p_last_seq_done;	/* when p_inc_head is NULL */
-	pthread_mutex_t	 p_cq_lock;
-	struct preq	*p_cq_head;
-	struct preq	*p_cq_tail;
-	struct event	*p_cq_ev;
+	struct cq	 p_cq;		/* finished locally, for io_drain */
 	uint64_t	 p_mem;		/* bytes held by requests */
 	unsigned	 p_nreq;	/* requests alive */
 

@@ -1,0 +1,30 @@
+/*
+ * daemon.h: what both daemons do before their own work starts: options,
+ * configuration, -t, logging, then the volume and its identity.
+ */
+#ifndef DUET_DAEMON_H
+#define DUET_DAEMON_H
+
+#include <stddef.h>
+
+struct config;
+struct meta;
+struct storage;
+
+/*
+ * Parses "-c FILE [-f] [-t] [-v]" (usage: exit 64), loads FILE into cfg
+ * and runs check, if any, for the daemon's own required keys (either
+ * failing: the message on stderr, exit 78), answers -t ("configuration
+ * OK", exit 0), starts logging and ignores SIGPIPE. Returns the -f flag.
+ */
+int daemon_setup(int argc, char **argv, const char *prog, struct config *cfg,
+    int (*check)(const struct config *cfg, char *err, size_t errlen));
+
+/*
+ * Opens the volume (volume.path) and loads its identity (volume.metadata),
+ * which must agree with cfg; a missing metadata file leaves *m zeroed.
+ * Returns 0, or logs why and returns the sysexits code to exit with.
+ */
+int volume_open(const struct config *cfg, struct storage *st, struct meta *m);
+
+#endif
