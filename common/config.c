@@ -90,6 +90,7 @@ static const struct config_key config_volume_keys[] = {
 static const struct config_key config_primary_keys[] = {
 	{ "nbd_socket", KIND_STRING, FIELD(nbd_socket),
 	    KEY_NONEMPTY | KEY_SEEN_NBD, 0, 0, 0, NULL },
+	{ "nbd_group", KIND_STRING, FIELD(nbd_group), 0, 0, 0, 0, NULL },
 	{ "nbd_listen", KIND_ADDR, FIELD(nbd_listen), 0, 0, 0, 0, NULL },
 	{ "mirror", KIND_ADDR, FIELD(mirror_addr), 0, 0, 0, 0, NULL },
 	{ "mode", KIND_MODE, FIELD(mode), 0, 0, 0, 0, NULL },

@@ -23,6 +23,7 @@ struct config {
 
 	/* primary (optional section; defaults when absent) */
 	char     nbd_socket[108];	/* default /run/duet/NAME.nbd */
+	char     nbd_group[64];		/* the NBD socket's group; "" = ours */
 	char     nbd_listen[256];	/* "" = none; "host:port" */
 	char     mirror_addr[256];	/* "host:port" */
 	enum repl_mode mode;		/* default sync */

@@ -38,6 +38,7 @@
 #include <event2/listener.h>
 
 #include "common/ctl.h"
+#include "common/unixsock.h"
 #include "common/log.h"
 
 struct ctl_client {
@@ -410,140 +411,35 @@ ctl_accept_error(struct evconnlistener *l, void *arg)
 	}
 }
 
-/*
- * Removes a stale socket left by a daemon that died, but refuses a path
- * that is not a socket (a typo must not delete a file) or a socket some
- * live process still answers on.
- */
-static int
-ctl_unlink_stale(const struct sockaddr_un *sun, char *err, size_t errlen)
-{
-	struct stat st;
-	int fd, rc;
-
-	if (lstat(sun->sun_path, &st) != 0) {
-		if (errno == ENOENT)
-			return 0;
-		snprintf(err, errlen, "status.socket %s: %s", sun->sun_path,
-		    strerror(errno));
-		return -1;
-	}
-	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "status.socket %s: exists and is not a "
-		    "socket", sun->sun_path);
-		return -1;
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) != -1) {
-		rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
-		close(fd);
-		if (rc == 0) {
-			snprintf(err, errlen, "status.socket %s: in use by a "
-			    "running process", sun->sun_path);
-			return -1;
-		}
-	}
-	if (unlink(sun->sun_path) != 0 && errno != ENOENT) {
-		snprintf(err, errlen, "status.socket %s: unlink: %s",
-		    sun->sun_path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-/* The gid of group, or -1 with err naming status.group. */
-static int
-ctl_group(const char *group, gid_t *gid, char *err, size_t errlen)
-{
-	struct group gr, *res = NULL;
-	char buf[16384];
-	int rc;
-
-	rc = getgrnam_r(group, &gr, buf, sizeof(buf), &res);
-	if (res == NULL) {
-		snprintf(err, errlen, "status.group \"%s\": %s", group,
-		    rc != 0 ? strerror(rc) : "no such group");
-		return -1;
-	}
-	*gid = gr.gr_gid;
-	return 0;
-}
-
 int
 ctl_listen(struct ctl **out, struct event_base *base, const char *path,
     const char *group, ctl_handler h, void *arg, char *err, size_t errlen)
 {
-	struct sockaddr_un sun;
-	struct ctl *c = NULL;
+	struct ctl *c;
 	struct stat st;
-	gid_t gid = (gid_t)-1;
-	mode_t old;
-	int fd = -1, bound = 0, rc;
+	int fd;
 
 	*out = NULL;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (path == NULL || *path == '\0' ||
-	    strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "status.socket \"%s\": empty or longer "
-		    "than %zu bytes", path ? path : "",
-		    sizeof(sun.sun_path) - 1);
+	fd = unixsock_listen(path, group, "status.socket", "status.group",
+	    CTL_CLIENTS_MAX, err, errlen);
+	if (fd == -1)
 		return -1;
-	}
-	memcpy(sun.sun_path, path, strlen(path));
-	if (group != NULL && *group != '\0' &&
-	    ctl_group(group, &gid, err, errlen) != 0)
-		return -1;
-	if (ctl_unlink_stale(&sun, err, errlen) != 0)
-		return -1;
-
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		snprintf(err, errlen, "status.socket %s: out of memory", path);
-		return -1;
+		goto fail;
 	}
 	c->c_base = base;
 	c->c_handler = h;
 	c->c_arg = arg;
 	LIST_INIT(&c->c_clients);
 	memcpy(c->c_path, path, strlen(path) + 1);
-
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0)) == -1) {
-		snprintf(err, errlen, "status.socket %s: socket: %s", path,
-		    strerror(errno));
-		goto fail;
-	}
-	/* Born 0660 at most: no moment when others may connect. */
-	old = umask(0117);
-	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (rc != 0) {
-		snprintf(err, errlen, "status.socket %s: bind: %s", path,
-		    strerror(errno));
-		goto fail;
-	}
-	bound = 1;
-	if (chmod(path, 0660) != 0) {
-		snprintf(err, errlen, "status.socket %s: chmod: %s", path,
-		    strerror(errno));
-		goto fail;
-	}
-	if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) != 0) {
-		snprintf(err, errlen, "status.group \"%s\": chown %s: %s",
-		    group, path, strerror(errno));
-		goto fail;
-	}
-	if (stat(path, &st) != 0) {
+	if (fstat(fd, &st) != 0 || stat(path, &st) != 0) {
 		snprintf(err, errlen, "status.socket %s: stat: %s", path,
 		    strerror(errno));
 		goto fail;
 	}
 	c->c_dev = st.st_dev;
 	c->c_ino = st.st_ino;
-	if (listen(fd, CTL_CLIENTS_MAX) != 0) {
-		snprintf(err, errlen, "status.socket %s: listen: %s", path,
-		    strerror(errno));
-		goto fail;
-	}
 	c->c_resume = evtimer_new(base, ctl_resume, c);
 	c->c_listener = evconnlistener_new(base, ctl_accept, c,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
@@ -557,14 +453,13 @@ ctl_listen(struct ctl **out, struct event_base *base, const char *path,
 	return 0;
 
 fail:
-	if (c->c_listener != NULL)
+	if (c != NULL && c->c_listener != NULL)
 		evconnlistener_free(c->c_listener);	/* closes fd */
-	else if (fd != -1)
+	else
 		close(fd);
-	if (c->c_resume != NULL)
+	if (c != NULL && c->c_resume != NULL)
 		event_free(c->c_resume);
-	if (bound)
-		unlink(path);
+	unlink(path);
 	free(c);
 	return -1;
 }

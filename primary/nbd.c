@@ -68,6 +68,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/unixsock.h"
 #include "common/util.h"
 #include "primary/primary.h"
 #include "proto/nbd.h"
@@ -1019,76 +1020,28 @@ listener_error(struct evconnlistener *l, void *arg)
 	}
 }
 
-/*
- * The Unix socket: a stale socket at the path is replaced, anything else
- * there is an error. Created under a umask so it is never reachable by
- * others, then set to 0660 (the daemon's group).
- */
+/* The Unix socket (common/unixsock.h: 0660, primary.nbd_group). */
 static int
 listen_unix(struct primary *p, char *err, size_t errlen)
 {
 	const char *path = p->p_cfg.nbd_socket;
-	struct sockaddr_un sa_un;
-	struct stat st;
-	mode_t omask;
-	int fd, rc, e;
+	int fd;
 
-	memset(&sa_un, 0, sizeof(sa_un));
-	sa_un.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sa_un.sun_path)) {
-		snprintf(err, errlen, "primary.nbd_socket %s: path too long",
-		    path);
+	fd = unixsock_listen(path, p->p_cfg.nbd_group, "primary.nbd_socket",
+	    "primary.nbd_group", NBD_BACKLOG, err, errlen);
+	if (fd == -1)
 		return -1;
-	}
-	memcpy(sa_un.sun_path, path, strlen(path));
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "primary.nbd_socket %s: exists "
-			    "and is not a socket", path);
-			return -1;
-		}
-		if (unlink(path) != 0) {
-			snprintf(err, errlen, "primary.nbd_socket %s: cannot "
-			    "remove the stale socket: %s", path,
-			    strerror(errno));
-			return -1;
-		}
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		snprintf(err, errlen, "primary.nbd_socket %s: socket: %s",
-		    path, strerror(errno));
-		return -1;
-	}
-	omask = umask(0117);
-	rc = bind(fd, (struct sockaddr *)&sa_un, sizeof(sa_un));
-	e = errno;
-	umask(omask);
-	if (rc != 0) {
-		snprintf(err, errlen, "primary.nbd_socket %s: bind: %s", path,
-		    strerror(e));
-		close(fd);
-		return -1;
-	}
-	if (chmod(path, 0660) != 0) {
-		snprintf(err, errlen, "primary.nbd_socket %s: chmod: %s", path,
-		    strerror(errno));
-		goto fail;
-	}
 	p->p_nbd_unix = evconnlistener_new(p->p_base, listener_accept, p,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-	    NBD_BACKLOG, fd);
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	if (p->p_nbd_unix == NULL) {
-		snprintf(err, errlen, "primary.nbd_socket %s: listen: %s",
-		    path, strerror(errno));
-		goto fail;
+		snprintf(err, errlen, "primary.nbd_socket %s: cannot set up "
+		    "the listener", path);
+		close(fd);
+		unlink(path);
+		return -1;
 	}
 	evconnlistener_set_error_cb(p->p_nbd_unix, listener_error);
 	return 0;
-fail:
-	close(fd);
-	unlink(path);
-	return -1;
 }
 
 static int

@@ -93,4 +93,20 @@ wait_for "$PRIMARY_LOG" 'serving vol0' ||
     fail "right-size volume: no \"serving\" line"
 stop_primary || fail "right-size volume: duet-primary exited with $?"
 echo "ok   right-size volume: starts and stops"
+
+# primary.nbd_group: the socket gets that group (mode 0660); a group that
+# does not exist stops the daemon with 71, naming the key.
+if getent group nogroup >/dev/null 2>&1; then
+	sed 's|^  mode = "sync";$|  mode = "sync";\n  nbd_group = "nogroup";|' \
+	    "$T/good.conf" >"$T/group.conf"
+	start_primary "$T/group.conf"
+	[ "$(stat -c '%G %a' "$NBD_SOCK")" = "nogroup 660" ] ||
+	    fail "nbd_group: socket is $(stat -c '%G %a' "$NBD_SOCK")"
+	stop_primary || fail "nbd_group: duet-primary exited with $?"
+	echo "ok   nbd_group: socket group nogroup, mode 660"
+fi
+sed 's|^  mode = "sync";$|  mode = "sync";\n  nbd_group = "no-such-group-duet";|' \
+    "$T/good.conf" >"$T/nogroup.conf"
+run_p no-group -f -c "$T/nogroup.conf"
+expect_exit no-group 71 "primary.nbd_group" "no-such-group-duet"
 echo "PASS: $TNAME"
