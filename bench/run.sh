@@ -7,6 +7,10 @@
 # is missing or exits non-zero (a real error).
 #
 #   BENCH_ARGS="--quick" make bench     arguments passed to every bench
+#   BENCH_E2E=1 make bench              also bench/e2e.sh: duet end to end
+#                                       against nbdkit (about 5 minutes; needs
+#                                       fio, nbdkit, qemu-io; RUNTIME, VOL_SIZE
+#                                       and its other knobs pass through)
 #
 # To add a bench: drop bench/NAME.c (the Makefile builds it into
 # BUILD_DIR/bench/NAME) and add a `run NAME` line below.
@@ -37,6 +41,24 @@ run() {
 }
 
 run engine
+
+# The end-to-end bench is a script, not a C program, and takes minutes: it
+# runs only when asked for. Exit 77 (a tool is missing) is a skip.
+if [ "${BENCH_E2E:-0}" = 1 ]; then
+	echo "== e2e"
+	mkdir -p "$B/bench"
+	st=$(mktemp "${TMPDIR:-/tmp}/duet-bench.XXXXXX")
+	{ sh "$(dirname "$0")/e2e.sh" "$B"; echo $? >"$st"; } | tee "$B/bench/e2e.txt"
+	rc=$(cat "$st")
+	rm -f "$st"
+	if [ "$rc" -eq 77 ]; then
+		echo "SKIP e2e"
+	elif [ "$rc" -ne 0 ]; then
+		echo "FAIL e2e: exit $rc"
+		failed="$failed e2e"
+	fi
+	echo
+fi
 
 if [ -n "$failed" ]; then
 	echo "bench failures:$failed"
