@@ -52,12 +52,14 @@ io_free(struct primary *p, struct preq *r)
 	free(r);
 }
 
-/* Frontier for a new request: all numbered <= it have been answered. */
+/*
+ * The frontier of the newest request (already on the incomplete list):
+ * every request numbered below the oldest unanswered one was answered.
+ */
 static uint64_t
 io_frontier(struct primary *p)
 {
-	return p->p_inc_head != NULL ? p->p_inc_head->pr_op.seq - 1 :
-	    p->p_seq;
+	return p->p_inc_head->pr_op.seq - 1;
 }
 
 static void
@@ -83,7 +85,7 @@ io_maybe_finish(struct primary *p, struct preq *r)
 	if ((r->pr_state & PR_REPLICATE) && !(r->pr_state & PR_SENT))
 		return;
 	if (r->pr_local_status != 0) {
-		r->pr_status = -r->pr_local_status == -ENOSPC ? ENOSPC : EIO;
+		r->pr_status = r->pr_local_status == -ENOSPC ? ENOSPC : EIO;
 		p->p_errors++;
 	}
 	inc_remove(p, r);
@@ -165,7 +167,7 @@ void
 io_submit(struct primary *p, struct preq *r)
 {
 	struct tg_op *op = &r->pr_op;
-	int rc, writes;
+	int rc;
 
 	r->pr_p = p;
 	op->seq = ++p->p_seq;
@@ -221,20 +223,23 @@ io_submit(struct primary *p, struct preq *r)
 	p->p_inc_tail = r;
 	op->frontier = 0;	/* locally nothing waits: see r->pr_frontier */
 	r->pr_frontier = io_frontier(p);
-	if (r->pr_frontier >= op->seq)
-		r->pr_frontier = op->seq - 1;
 
-	writes = op->type != TG_READ;
-	if (writes && repl_connected(p)) {
+	/* Into the engine first: a frame must never leave for a request the
+	 * local side refused. Nothing completes before this turn ends. */
+	if ((rc = tg_submit(p->p_tg, op)) != 0) {
+		log_warnx("cannot queue a request: %s", strerror(-rc));
+		r->pr_local_status = rc;
+		r->pr_state |= PR_LOCAL_DONE | PR_REMOTE_DONE;
+		io_maybe_finish(p, r);
+		return;
+	}
+	if (op->type != TG_READ && repl_connected(p)) {
 		r->pr_state |= PR_REPLICATE;
 		repl_send(p, r);	/* sets PR_REMOTE_DONE as the mode says */
 	} else {
 		/* Reads stay local; writes reach the mirror by the next sync. */
 		r->pr_state |= PR_REMOTE_DONE;
 	}
-
-	rc = tg_submit(p->p_tg, op);
-	VERIFY(rc == 0);	/* sequence numbers come from here only */
 }
 
 int
