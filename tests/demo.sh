@@ -61,24 +61,22 @@ EOF
 done
 
 say "duet-mirror on 127.0.0.1:$port, duet-primary serving nbd+unix:///demo?socket=$D/demo.nbd (sync mode)"
+# await WHO LOGLINE SECONDS PID: until the log shows LOGLINE, while PID lives.
+await() {
+	n=0
+	until grep -q "$2" "$D/$1.log" 2>/dev/null; do
+		n=$((n + 1))
+		[ $n -le $(($3 * 10)) ] || die "no \"$2\" from duet-$1 in $3 s"
+		kill -0 "$4" 2>/dev/null || die "duet-$1 exited"
+		sleep 0.1
+	done
+}
 "$B/duet-mirror" -f -c "$D/mirror.conf" >"$D/mirror.log" 2>&1 &
 MPID=$!
-n=0
-until grep -q 'listening on' "$D/mirror.log" 2>/dev/null; do
-	n=$((n + 1))
-	[ $n -le 100 ] || die "duet-mirror is not listening after 10 s"
-	kill -0 $MPID 2>/dev/null || die "duet-mirror exited"
-	sleep 0.1
-done
+await mirror 'listening on' 10 $MPID
 "$B/duet-primary" -f -c "$D/primary.conf" >"$D/primary.log" 2>&1 &
 PPID_=$!
-n=0
-until grep -q 'sync complete' "$D/primary.log" 2>/dev/null; do
-	n=$((n + 1))
-	[ $n -le 200 ] || die "the primary did not connect and sync within 20 s"
-	kill -0 $PPID_ 2>/dev/null || die "duet-primary exited"
-	sleep 0.1
-done
+await primary 'sync complete' 20 $PPID_
 grep -v debug "$D/primary.log"
 
 URI="nbd+unix:///demo?socket=$D/demo.nbd"
