@@ -56,19 +56,3 @@ notify_reloading(void)
 	    (unsigned long long)ts.tv_sec * 1000000ULL +
 	    (unsigned long long)ts.tv_nsec / 1000);
 }
-
-uint64_t
-notify_watchdog_usec(void)
-{
-	uint64_t usec = 0;
-
-	if (sd_watchdog_enabled(0, &usec) <= 0)
-		return 0;
-	return usec;
-}
-
-void
-notify_watchdog(void)
-{
-	(void)sd_notify(0, "WATCHDOG=1");
-}

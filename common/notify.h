@@ -6,20 +6,11 @@
 #ifndef DUET_NOTIFY_H
 #define DUET_NOTIFY_H
 
-#include <stdint.h>
-
 void notify_ready(void);			/* READY=1 */
 void notify_stopping(void);			/* STOPPING=1 */
 void notify_status(const char *fmt, ...)	/* STATUS=... */
     __attribute__((format(printf, 1, 2)));
 void notify_reloading(void);			/* RELOADING=1 */
 /* (after a reload, notify_ready() again says it is done) */
-
-/*
- * The watchdog (WatchdogSec= in the unit): the interval in microseconds,
- * 0 when none is set; ping with notify_watchdog() at half of it.
- */
-uint64_t notify_watchdog_usec(void);
-void notify_watchdog(void);			/* WATCHDOG=1 */
 
 #endif
