@@ -38,8 +38,6 @@ io_alloc(struct primary *p, uint64_t len)
 		return NULL;
 	memset(r, 0, sizeof(*r));
 	r->pr_p = p;
-	r->pr_bytes = sizeof(*r) + len;
-	p->p_mem += r->pr_bytes;
 	p->p_nreq++;
 	return r;
 }
@@ -47,7 +45,6 @@ io_alloc(struct primary *p, uint64_t len)
 void
 io_free(struct primary *p, struct preq *r)
 {
-	p->p_mem -= r->pr_bytes;
 	p->p_nreq--;
 	free(r);
 }

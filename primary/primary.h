@@ -68,17 +68,17 @@ struct preq {
 	uint64_t	 pr_frontier;	/* sent to the mirror with it */
 	int		 pr_nonzero;	/* sync read: data not all zero (atomic) */
 
-	/* io.c's lists: incomplete (frontier), send queue, awaiting ack. */
+	/* io.c's incomplete list (frontier), repl.c's send queue, and the
+	 * completion queue; repl.c's ack ring keeps a pointer while the
+	 * client waits for the mirror. */
 	struct preq	*pr_inc_prev, *pr_inc_next;
 	struct preq	*pr_send_next;
-	struct preq	*pr_ack_next, *pr_ack_prev;
 	struct cq_node	 pr_cq;
 
 	/* Internal requests (sync.c): called instead of nbd_reply. */
 	void		(*pr_done)(struct preq *r);
 	void		*pr_arg;
 
-	uint64_t	 pr_bytes;	/* memory accounted for this request */
 	uint8_t		 pr_data[];	/* WRITE payload or READ result */
 };
 
@@ -145,7 +145,6 @@ int  sync_init(struct primary *p);
 void sync_fini(struct primary *p);
 void sync_start(struct primary *p);	/* mirror session started */
 void sync_kick(struct primary *p);	/* the window has room again */
-int  sync_running(struct primary *p);
 /* Worker thread: reads one piece of a sync request, holes as zeros. */
 int  sync_read_piece(struct primary *p, struct preq *r, uint64_t off,
     uint64_t len, void *buf);
@@ -177,9 +176,7 @@ struct primary {
 	uint64_t	 p_seq;		/* last sequence number given */
 	struct preq	*p_inc_head;	/* not yet answered, seq order */
 	struct preq	*p_inc_tail;
-	uint64_t	 p_last_seq_done;	/* when p_inc_head is NULL */
 	struct cq	 p_cq;		/* finished locally, for io_drain */
-	uint64_t	 p_mem;		/* bytes held by requests */
 	unsigned	 p_nreq;	/* requests alive */
 
 	/* repl.c */

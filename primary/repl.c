@@ -76,7 +76,6 @@ struct repl {
 	struct ring_ent	*rp_ring;
 	size_t		 rp_cap, rp_head, rp_len;
 	uint64_t	 rp_bytes;	/* in the ring */
-	uint64_t	 rp_sessions;
 	uint64_t	 rp_drops;	/* sessions lost (reconnects) */
 	time_t		 rp_since;	/* last change of up / not up */
 };
@@ -385,7 +384,6 @@ handle_hello_ack(struct repl *rp, const uint8_t *payload, uint32_t plen)
 	evtimer_add(rp->rp_timer, &ping);
 	rp->rp_state = R_UP;
 	rp->rp_backoff = 0;
-	rp->rp_sessions++;
 	rp->rp_since = time(NULL);
 	rp->rp_last_err[0] = '\0';
 	notify_status("mirror %s: connected", rp->rp_addr);

@@ -49,12 +49,6 @@ sync_fini(struct primary *p)
 	FREE_AND_NULL(&p->p_sync);
 }
 
-int
-sync_running(struct primary *p)
-{
-	return p->p_sync->sy_running;
-}
-
 static int
 all_zero(const uint8_t *b, uint64_t n)
 {
