@@ -34,6 +34,7 @@ PRIMARY_SRC:= $(wildcard primary/*.c)
 CTL_SRC    := $(wildcard ctl/*.c)
 UNIT_SRC   := $(wildcard tests/unit/check_*.c)
 PEER_SRC   := $(wildcard tests/peer/*.c)
+FAULT_SRC  := $(wildcard tests/fault/*.c)
 BENCH_SRC  := $(wildcard bench/*.c)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 
@@ -48,10 +49,11 @@ BINS      := $(B)/duet-mirror \
 UNITS     := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 BENCHES   := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 FUZZERS   := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+FAULTPROXY:= $(if $(FAULT_SRC),$(B)/tests/duet-faultproxy)
 
 .SECONDARY:
 .PHONY: all check deps demo fuzz fuzz-if-clang bench clean install
-all: $(BINS) $(UNITS) $(BENCHES)
+all: $(BINS) $(UNITS) $(BENCHES) $(FAULTPROXY)
 
 $(B)/%.o: %.c $(wildcard */*.h) Makefile
 	@mkdir -p $(dir $@)
@@ -71,6 +73,8 @@ $(B)/duet-primary: $(call obj,$(PRIMARY_SRC)) $(LIBS)
 $(B)/duetctl: $(call obj,$(CTL_SRC)) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/duet-testpeer: $(call obj,$(PEER_SRC)) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/tests/duet-faultproxy: $(call obj,$(FAULT_SRC))
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/tests/%: $(B)/tests/unit/%.o $(LIBS)
 	@mkdir -p $(dir $@)
