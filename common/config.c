@@ -45,6 +45,7 @@ enum config_kind {
 	KIND_MODE,		/* sync | memsync | async */
 	KIND_COUNT,		/* integer, into a uint32_t */
 	KIND_SIZE,		/* integer or "20G", into a uint32_t or uint64_t */
+	KIND_BOOL,		/* true | false, into an int */
 };
 
 #define KEY_REQUIRED	0x01	/* must be present */
@@ -85,6 +86,8 @@ static const struct config_key config_volume_keys[] = {
 	    KEY_REQUIRED | KEY_NONEMPTY, 0, 0, 0, NULL },
 	{ "extent_size", KIND_SIZE, FIELD(extent_size), KEY_POW2,
 	    4 * KIB, 64 * MIB, 0, "must be a power of two, 4K..64M" },
+	{ "al_extents", KIND_COUNT, FIELD(al_extents), 0,
+	    1, 1024, 0, "must be 1..1024" },
 };
 
 static const struct config_key config_primary_keys[] = {
@@ -98,6 +101,10 @@ static const struct config_key config_primary_keys[] = {
 	    1, 65536, 0, "must be 1..65536" },
 	{ "max_inflight_bytes", KIND_SIZE, FIELD(max_inflight_bytes), 0,
 	    MIB, UINT64_MAX, 0, "must be at least 1M" },
+	{ "resync_rate", KIND_SIZE, FIELD(resync_rate), 0,
+	    0, UINT64_MAX, 0, "must be 0 (no limit) or bytes per second" },
+	{ "resync_checksums", KIND_BOOL, FIELD(resync_checksums), 0,
+	    0, 0, 0, NULL },
 };
 
 static const struct config_key config_mirror_keys[] = {
@@ -428,6 +435,12 @@ config_do_key(struct config_ctx *cx, const config_setting_t *s,
 			return config_fail(cx, s, sect, k->k_name,
 			    "must not be empty");
 		break;
+	case KIND_BOOL:
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+			return config_fail(cx, s, sect, k->k_name,
+			    "expected true or false");
+		*(int *)(void *)dst = config_setting_get_bool(s);
+		return 0;
 	case KIND_COUNT:
 		if (config_get_integer(cx, s, sect, k->k_name, &iv) == -1)
 			return -1;
@@ -541,6 +554,7 @@ config_defaults(struct config *c)
 	c->mode = MODE_SYNC;
 	c->max_inflight = 1024;
 	c->max_inflight_bytes = 64 * MIB;
+	c->al_extents = 127;
 	snprintf(c->listen, sizeof(c->listen), "0.0.0.0:7790");
 	c->task_groups = 4;
 	c->tasks_per_group = 4;

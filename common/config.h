@@ -20,6 +20,7 @@ struct config {
 	uint64_t vol_size;		/* bytes, > 0, multiple of 4096 */
 	char     vol_metadata[4096];
 	uint32_t extent_size;		/* default 64K, power of two, 4K..64M */
+	uint32_t al_extents;		/* activity log entries, default 127 */
 
 	/* primary (optional section; defaults when absent) */
 	char     nbd_socket[108];	/* default /run/duet/NAME.nbd */
@@ -29,6 +30,8 @@ struct config {
 	enum repl_mode mode;		/* default sync */
 	uint32_t max_inflight;		/* default 1024 */
 	uint64_t max_inflight_bytes;	/* default 64M */
+	uint64_t resync_rate;		/* bytes per second, 0 = no limit */
+	int      resync_checksums;	/* compare extents before copying */
 
 	/* mirror (optional section; defaults when absent) */
 	char     listen[256];		/* default "0.0.0.0:7790" */

@@ -2,13 +2,14 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
 
 #include "common/config.h"
 #include "common/daemon.h"
 #include "common/log.h"
-#include "common/meta.h"
+#include "common/cr.h"
 #include "common/storage.h"
 
 static void
@@ -58,29 +59,19 @@ daemon_setup(int argc, char **argv, const char *prog, struct config *cfg,
 }
 
 int
-volume_open(const struct config *cfg, struct storage *st, struct meta *m)
+volume_open(const struct config *cfg, struct storage *st, struct cr *c)
 {
 	char err[8192];
-	int rc;
 
 	if (storage_open(st, cfg->vol_path, cfg->vol_size, err,
 	    sizeof(err)) != 0) {
 		log_warnx("volume.path: %s", err);
 		return EX_IOERR;
 	}
-	rc = meta_load(cfg->vol_metadata, m, err, sizeof(err));
-	if (rc < 0) {
+	if (cr_open(c, cfg, err, sizeof(err)) < 0) {
 		log_warnx("volume.metadata: %s", err);
-		return EX_IOERR;
-	}
-	if (rc == 0 && (m->md_size != cfg->vol_size ||
-	    m->md_extent_size != cfg->extent_size)) {
-		log_warnx("volume.metadata: %s records size %llu and extent "
-		    "size %u, the configuration says %llu and %u",
-		    cfg->vol_metadata, (unsigned long long)m->md_size,
-		    m->md_extent_size, (unsigned long long)cfg->vol_size,
-		    cfg->extent_size);
-		return EX_CONFIG;
+		return strstr(err, "the configuration says") ? EX_CONFIG :
+		    EX_IOERR;
 	}
 	return 0;
 }

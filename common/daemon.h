@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 struct config;
-struct meta;
+struct cr;
 struct storage;
 
 /*
@@ -21,10 +21,10 @@ int daemon_setup(int argc, char **argv, const char *prog, struct config *cfg,
     int (*check)(const struct config *cfg, char *err, size_t errlen));
 
 /*
- * Opens the volume (volume.path) and loads its identity (volume.metadata),
- * which must agree with cfg; a missing metadata file leaves *m zeroed.
+ * Opens the volume (volume.path) and its metadata (volume.metadata, made
+ * when missing), which must agree with cfg, and sets the role it runs in.
  * Returns 0, or logs why and returns the sysexits code to exit with.
  */
-int volume_open(const struct config *cfg, struct storage *st, struct meta *m);
+int volume_open(const struct config *cfg, struct storage *st, struct cr *c);
 
 #endif

@@ -1,7 +1,10 @@
 /* status.c: see status.h. */
+#include <stdio.h>
+
 #include <jansson.h>
 
 #include "common/config.h"
+#include "common/cr.h"
 #include "common/status.h"
 #include "common/tg.h"
 #include "common/util.h"
@@ -40,4 +43,34 @@ status_base(const struct config *cfg, const char *role, time_t started,
 	    "groups", groups,
 	    "uptime_s", (json_int_t)(time(NULL) - started),
 	    "version", "duet", DUET_VERSION, "protocol", WIRE_VERSION);
+}
+
+static json_t *
+gen_str(uint64_t g)
+{
+	char buf[17];
+
+	snprintf(buf, sizeof(buf), "%016llx", (unsigned long long)g);
+	return json_string(buf);
+}
+
+void
+status_generation(json_t *o, const struct cr *c)
+{
+	json_t *hist = json_array();
+	char u[37];
+
+	for (int i = 0; i < META_HISTORY && c->c_m.md_history[i] != 0; i++)
+		json_array_append_new(hist, gen_str(c->c_m.md_history[i]));
+	meta_uuid_str(c->c_m.md_uuid, u);
+	json_object_set_new(o, "uuid", meta_has_uuid(&c->c_m) ?
+	    json_string(u) : json_null());
+	json_object_set_new(o, "generation", json_pack("{s:o, s:o}",
+	    "current", c->c_m.md_gen ? gen_str(c->c_m.md_gen) : json_null(),
+	    "history", hist));
+	json_object_set_new(o, "activity_log", json_pack("{s:I, s:I, s:I, s:I}",
+	    "hot", (json_int_t)c->c_m.md_al_count,
+	    "capacity", (json_int_t)c->c_al_cap,
+	    "commits", (json_int_t)c->c_al_commits,
+	    "bitmap_commits", (json_int_t)c->c_bm_commits));
 }

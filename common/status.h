@@ -12,6 +12,7 @@
 #define DUET_VERSION "0.1.0"
 
 struct config;
+struct cr;
 struct tg;
 
 /*
@@ -24,6 +25,10 @@ json_t *status_base(const struct config *cfg, const char *role,
 
 /* {"state": state, "peer": peer or null, "since": since} */
 json_t *status_connection(const char *state, const char *peer, time_t since);
+
+/* Adds "uuid", "generation" {"current", "history"} (hex strings) and
+ * "activity_log" {"hot", "capacity"} from the change record. */
+void status_generation(json_t *o, const struct cr *c);
 
 /* A string, or null for NULL or "". */
 json_t *status_str_or_null(const char *s);

@@ -62,8 +62,10 @@ apply_drain(evutil_socket_t fd, short what, void *arg)
 		next = n->cq_next;
 		if (mo->mo_status != 0)
 			m->mr_errors++;
-		session_ack(mo->mo_s, mo->mo_pseq, WIRE_ACK_APPLIED,
-		    mo->mo_status);
+		if (mo->mo_cr != CR_HOLD_NONE)
+			cr_end(&m->mr_cr, mo->mo_op.off, mo->mo_op.len, 1,
+			    mo->mo_cr == CR_HOLD_TRACKED);
+		session_reply(mo->mo_s, mo);
 		m->mr_queued_bytes -= mo->mo_bytes;
 		m->mr_inflight--;
 		session_op_finished(mo->mo_s);

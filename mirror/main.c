@@ -22,7 +22,7 @@
 #include "common/log.h"
 #include "common/ctl.h"
 #include "common/daemon.h"
-#include "common/meta.h"
+#include "common/cr.h"
 #include "common/notify.h"
 #include "common/reload.h"
 #include "common/tls.h"
@@ -84,6 +84,39 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	mirror_check_stopped(m);
 }
 
+/*
+ * The volume as this mirror keeps it. One that ran as a primary (the old
+ * primary after a failover) keeps its generations and change record: the
+ * new primary compares them at its hello and sends what differs.
+ */
+static int
+take_role(struct mirror *m)
+{
+	struct cr *c = &m->mr_cr;
+
+	m->mr_disk = (c->c_m.md_flags & META_F_INCONSISTENT) ?
+	    "inconsistent" : "outdated";	/* until a primary says more */
+	if (c->c_m.md_role == ROLE_MIRROR)
+		return 0;
+	if (c->c_m.md_role == ROLE_PRIMARY)
+		log_info("this volume was a primary; it is now a mirror and "
+		    "keeps its %llu changed extents for the primary to "
+		    "reconcile", (unsigned long long)c->c_ndirty);
+	c->c_m.md_role = ROLE_MIRROR;
+	c->c_m.md_flags &= ~META_F_PEER_HAS_GEN;
+	return cr_commit(c) == 0 ? 0 : EX_IOERR;
+}
+
+/* Every few seconds: cleared bits reach the file. */
+static void
+cr_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct mirror *m = arg;
+
+	(void)fd; (void)what;
+	cr_save(&m->mr_cr);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -96,13 +129,13 @@ main(int argc, char **argv)
 
 	fg = daemon_setup(argc, argv, "duet-mirror", &m->mr_cfg, NULL);
 	m->mr_started = m->mr_since = time(NULL);
-	m->mr_disk = "outdated";	/* until a primary says otherwise */
 
 	if ((m->mr_ssl = tls_ctx_new(&m->mr_cfg, 1, err, sizeof(err))) == NULL) {
 		log_warnx("%s", err);
 		return EX_CONFIG;
 	}
-	if ((rc = volume_open(&m->mr_cfg, &m->mr_st, &m->mr_meta)) != 0)
+	if ((rc = volume_open(&m->mr_cfg, &m->mr_st, &m->mr_cr)) != 0 ||
+	    (rc = take_role(m)) != 0)
 		return rc;
 	m->mr_max_queued = m->mr_cfg.max_inflight_bytes;
 
@@ -112,7 +145,9 @@ main(int argc, char **argv)
 	}
 	/* After daemon(): threads and the event base do not survive fork. */
 	evthread_use_pthreads();
-	if ((m->mr_base = event_base_new()) == NULL) {
+	if ((m->mr_base = event_base_new()) == NULL ||
+	    (m->mr_cr_timer = event_new(m->mr_base, -1, EV_PERSIST, cr_tick,
+	    m)) == NULL) {
 		log_warnx("cannot create the event base");
 		return EX_OSERR;
 	}
@@ -139,6 +174,10 @@ main(int argc, char **argv)
 	    m->mr_cfg.tasks_per_group,
 	    (unsigned long long)m->mr_cfg.range_size);
 
+	{
+		struct timeval tv = { 5, 0 };
+		evtimer_add(m->mr_cr_timer, &tv);
+	}
 	notify_ready();
 	event_base_dispatch(m->mr_base);
 
@@ -148,7 +187,10 @@ main(int argc, char **argv)
 	if (rc != 0)
 		log_warnx("storage: final flush: %s", strerror(-rc));
 	session_free_all(m);
+	if (cr_close(&m->mr_cr, rc == 0) != 0 && rc == 0)
+		rc = -EIO;
 	ctl_free(m->mr_ctl);
+	event_free(m->mr_cr_timer);
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	if (m->mr_stop_timer != NULL)

@@ -32,7 +32,7 @@
 
 #include "common/config.h"
 #include "common/cq.h"
-#include "common/meta.h"
+#include "common/cr.h"
 #include "common/storage.h"
 #include "common/tg.h"
 #include "proto/wire.h"
@@ -55,6 +55,8 @@ struct mop {
 	uint64_t	 mo_pseq;	/* the primary's sequence number */
 	uint64_t	 mo_bytes;	/* counted in mr_queued_bytes */
 	int		 mo_status;	/* 0 or a positive errno, for the ack */
+	uint16_t	 mo_reply;	/* WIRE_ACK, WIRE_CSUM_REPLY, WIRE_READ_DATA */
+	uint8_t		 mo_cr;		/* a write's AL hold: CR_HOLD_* */
 	struct cq_node	 mo_cq;
 	uint8_t		 mo_data[];	/* WRITE payload */
 };
@@ -65,7 +67,11 @@ struct mirror {
 	SSL_CTX		*mr_ssl;
 	struct evconnlistener *mr_listener;
 	struct storage	 mr_st;
-	struct meta	 mr_meta;
+	struct cr	 mr_cr;		/* change record, generations, role */
+	struct event	*mr_cr_timer;
+	int		 mr_discard;	/* resolve --discard-local: the next
+					 * split brain makes this side yield */
+	int		 mr_split;	/* the last primary met diverged */
 	struct tg	*mr_tg;
 
 	uint64_t	 mr_lseq;	/* last local sequence number */
@@ -94,6 +100,12 @@ struct mirror {
 	uint64_t	 mr_errors;
 };
 
+/* A write's hold on the AL (mo_cr, fmap): one reference for applying it
+ * here, one until the primary's frontier says it is done there. */
+#define CR_HOLD_NONE	0
+#define CR_HOLD_TRACKED	1
+#define CR_HOLD_MARKED	2	/* the AL was full: recorded instead */
+
 /* apply.c */
 int  apply_init(struct mirror *m);
 void apply_fini(struct mirror *m);
@@ -102,6 +114,7 @@ void apply_done(struct tg_op *op, int status);	/* engine thread */
 /* session.c */
 int  session_listen(struct mirror *m, char *err, size_t errlen);
 void session_ack(struct session *s, uint64_t pseq, unsigned kind, int status);
+void session_reply(struct session *s, struct mop *mo);
 void session_op_finished(struct session *s);	/* one mop of s is gone */
 void session_resume_all(struct mirror *m);
 void session_shutdown_all(struct mirror *m, const char *reason);

@@ -39,6 +39,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -52,6 +53,8 @@
 struct fmap {
 	uint64_t	fm_pseq;
 	uint64_t	fm_lseq;
+	uint64_t	fm_off, fm_len;	/* a write's span, for its AL hold */
+	uint8_t		fm_cr;		/* CR_HOLD_* */
 };
 
 struct session {
@@ -78,6 +81,17 @@ struct session {
 };
 
 static void session_read(struct bufferevent *, void *);
+
+static void
+fmap_release(struct mirror *m, struct fmap *f, int mark)
+{
+	if (f->fm_cr == CR_HOLD_NONE)
+		return;
+	if (mark)
+		cr_mark(&m->mr_cr, f->fm_off, f->fm_len);
+	cr_end(&m->mr_cr, f->fm_off, f->fm_len, 1, f->fm_cr == CR_HOLD_TRACKED);
+	f->fm_cr = CR_HOLD_NONE;
+}
 
 static void
 session_free(struct session *s)
@@ -111,6 +125,16 @@ session_drop(struct session *s)
 	if (s->s_timer != NULL)
 		event_del(s->s_timer);
 	if (m->mr_active == s) {
+		/* What the primary never confirmed may be missing there:
+		 * after a failover it must be sent back. */
+		while (s->s_fmap_len > 0) {
+			struct fmap *f = &s->s_fmap[s->s_fmap_head];
+
+			fmap_release(m, f, 1);
+			s->s_fmap_head = (s->s_fmap_head + 1) % s->s_fmap_cap;
+			s->s_fmap_len--;
+		}
+		cr_save(&m->mr_cr);
 		m->mr_active = NULL;
 		m->mr_since = time(NULL);
 		/* Up to date until now; writes may follow that it misses. */
@@ -208,6 +232,42 @@ session_ack(struct session *s, uint64_t pseq, unsigned kind, int status)
 	send_frame(s, &h, NULL);
 }
 
+/* An op is done here: its ACK, or the reply that stands for it. */
+void
+session_reply(struct session *s, struct mop *mo)
+{
+	struct mirror *m = s->s_m;
+	struct wire_hdr h = {
+		.type = mo->mo_reply,
+		.seq = mo->mo_pseq,
+		.offset = mo->mo_op.off,
+		.length = mo->mo_op.len,
+	};
+	uint64_t pos, n, ext = m->mr_cfg.extent_size;
+	uint8_t *digests, *d;
+
+	if (mo->mo_reply == WIRE_ACK || mo->mo_status != 0) {
+		session_ack(s, mo->mo_pseq, WIRE_ACK_APPLIED, mo->mo_status);
+		return;
+	}
+	if (mo->mo_reply == WIRE_READ_DATA) {
+		h.plen = (uint32_t)mo->mo_op.len;
+		send_frame(s, &h, mo->mo_data);
+		return;
+	}
+	/* CSUM_REPLY: one SHA-256 per extent of the span. */
+	h.plen = (uint32_t)(((mo->mo_op.len + ext - 1) / ext) * WIRE_DIGEST_LEN);
+	VERIFY((digests = malloc(h.plen)) != NULL);
+	for (pos = 0, d = digests; pos < mo->mo_op.len; pos += n,
+	    d += WIRE_DIGEST_LEN) {
+		n = MIN(ext, mo->mo_op.len - pos);
+		VERIFY(EVP_Digest(mo->mo_data + pos, n, d, NULL, EVP_sha256(),
+		    NULL) == 1);
+	}
+	send_frame(s, &h, digests);
+	free(digests);
+}
+
 void
 session_op_finished(struct session *s)
 {
@@ -277,6 +337,80 @@ hello_refuse(struct session *s, int status, const char *fmt, ...)
 	session_close(s);
 }
 
+/*
+ * How this mirror's data stands to the primary's, by generations:
+ *   SAME    the mirror's is the primary's current one
+ *   BEHIND  the mirror's is in the primary's history: the primary moved
+ *           on (wrote without it, or was promoted) and this side did not
+ *   NONE    the mirror has none (new): everything is copied
+ *   SPLIT   anything else: both sides wrote as primary (or the mirror is
+ *           ahead of the primary); copying would lose one side's writes
+ * In the first two the union of both change records is what differs.
+ */
+enum gen_rel { GEN_SAME, GEN_BEHIND, GEN_NONE, GEN_SPLIT };
+
+static enum gen_rel
+gen_relation(const struct cr *c, const struct wire_hello *h)
+{
+	if (c->c_m.md_gen == 0)
+		return GEN_NONE;
+	if (c->c_m.md_gen == h->gen_current)
+		return GEN_SAME;
+	for (int i = 0; i < WIRE_GEN_HISTORY; i++)
+		if (h->gen_history[i] == c->c_m.md_gen)
+			return GEN_BEHIND;
+	return GEN_SPLIT;
+}
+
+/* Whether the two sides share any generation (a common ancestor whose
+ * changes since both change records hold). */
+static int
+shares_history(const struct cr *c, const struct wire_hello *h)
+{
+	if (cr_knows_gen(&c->c_m, h->gen_current))
+		return 1;
+	for (int i = 0; i < WIRE_GEN_HISTORY; i++)
+		if (cr_knows_gen(&c->c_m, h->gen_history[i]))
+			return 1;
+	return 0;
+}
+
+/* This side's change record, in CR_XFER chunks, right after HELLO_ACK. */
+static void
+send_change_record(struct session *s)
+{
+	struct cr *c = &s->s_m->mr_cr;
+	uint64_t first, n, chunk = 1u << 16;	/* extents per frame */
+	size_t cap = (size_t)chunk * 4 + 8;
+	uint8_t *bits, *out;
+	long len;
+
+	VERIFY((bits = malloc(chunk / 8 + 1)) != NULL);
+	VERIFY((out = malloc(cap)) != NULL);
+	for (first = 0; first < c->c_nbits; first += n) {
+		struct wire_hdr h = { .type = WIRE_CR_XFER };
+
+		n = MIN(chunk, c->c_nbits - first);
+		memset(bits, 0, chunk / 8 + 1);
+		for (uint64_t i = 0; i < n; i++)
+			if (cr_test(c, first + i))
+				bits[i / 8] |= (uint8_t)(1u << (i % 8));
+		len = wire_encode_runs(bits, n, out, cap);
+		VERIFY(len > 0);
+		h.offset = first;
+		h.length = n;
+		h.plen = (uint32_t)len;
+		if (first + n == c->c_nbits)
+			h.flags = WIRE_F_LAST;
+		send_frame(s, &h, out);
+	}
+	free(bits);
+	free(out);
+	log_info("peer %s: sent this side's change record (%llu of %llu "
+	    "extents changed)", s->s_peer, (unsigned long long)c->c_ndirty,
+	    (unsigned long long)c->c_nbits);
+}
+
 static void
 handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 {
@@ -285,7 +419,9 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 	struct wire_hello h, a;
 	struct wire_hdr ah = { .type = WIRE_HELLO_ACK, .plen = WIRE_HELLO_SIZE };
 	uint8_t buf[WIRE_HELLO_SIZE];
-	char err[512], u1[37], u2[37];
+	struct cr *c = &m->mr_cr;
+	char u1[37], u2[37];
+	enum gen_rel rel;
 	int rc;
 
 	if ((rc = wire_decode_hello(payload, plen, &h)) != 0) {
@@ -314,9 +450,9 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 		return;
 	}
 	meta_uuid_str(h.uuid, u1);
-	meta_uuid_str(m->mr_meta.md_uuid, u2);
-	if (meta_has_uuid(&m->mr_meta) &&
-	    memcmp(h.uuid, m->mr_meta.md_uuid, META_UUID_LEN) != 0) {
+	meta_uuid_str(c->c_m.md_uuid, u2);
+	if (meta_has_uuid(&c->c_m) &&
+	    memcmp(h.uuid, c->c_m.md_uuid, META_UUID_LEN) != 0) {
 		hello_refuse(s, EINVAL, "volume uuid %s is not this mirror's "
 		    "%s", u1, u2);
 		return;
@@ -330,21 +466,42 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 		hello_refuse(s, ESHUTDOWN, "mirror is shutting down");
 		return;
 	}
-	if (!meta_has_uuid(&m->mr_meta)) {
-		struct meta nm = m->mr_meta;
-
-		memcpy(nm.md_uuid, h.uuid, META_UUID_LEN);
-		nm.md_size = cfg->vol_size;
-		nm.md_extent_size = cfg->extent_size;
-		if (meta_store(cfg->vol_metadata, &nm, err, sizeof(err)) != 0) {
-			log_warnx("metadata: %s", err);
-			hello_refuse(s, EIO, "mirror cannot record the volume "
-			    "identity");
+	if ((rel = gen_relation(c, &h)) == GEN_SPLIT) {
+		if (!m->mr_discard) {
+			if (!m->mr_split)
+				log_warnx("peer %s: SPLIT BRAIN: the primary's "
+				    "generation %016llx and this mirror's "
+				    "%016llx have diverged; nothing is copied. "
+				    "Run `duetctl resolve --discard-local` on "
+				    "the side whose data is to be dropped",
+				    s->s_peer, (unsigned long long)h.gen_current,
+				    (unsigned long long)c->c_m.md_gen);
+			m->mr_split = 1;
+			notify_status("split brain with primary %s", s->s_peer);
+			hello_refuse(s, WIRE_ST_SPLIT_BRAIN, "generations "
+			    "diverged (primary %016llx, mirror %016llx)",
+			    (unsigned long long)h.gen_current,
+			    (unsigned long long)c->c_m.md_gen);
 			return;
 		}
-		m->mr_meta = nm;
-		log_info("adopted volume uuid %s from peer %s", u1, s->s_peer);
+		log_warnx("peer %s: split brain resolved: this side's data "
+		    "is discarded as the operator asked", s->s_peer);
+		rel = shares_history(c, &h) ? GEN_BEHIND : GEN_NONE;
 	}
+	/* From here this side's data is the primary's generation on its way:
+	 * inconsistent until the resync is through (IN_SYNC). */
+	memcpy(c->c_m.md_uuid, h.uuid, META_UUID_LEN);
+	c->c_m.md_gen = h.gen_current;
+	memcpy(c->c_m.md_history, h.gen_history, sizeof(c->c_m.md_history));
+	c->c_m.md_flags |= META_F_INCONSISTENT;
+	if (cr_commit(c) != 0) {
+		hello_refuse(s, EIO, "mirror cannot write its metadata");
+		return;
+	}
+	if (!meta_has_uuid(&m->mr_cr.c_m) || memcmp(u1, u2, sizeof(u1)) != 0)
+		log_info("adopted volume uuid %s from peer %s", u1, s->s_peer);
+	m->mr_discard = 0;
+	m->mr_split = 0;
 
 	s->s_hello = 1;
 	s->s_caps = h.capabilities;
@@ -356,8 +513,8 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 	m->mr_active = s;
 	m->mr_since = time(NULL);
 	m->mr_nprimary++;
-	m->mr_disk = "inconsistent";	/* the primary's full sync begins */
-	notify_status("primary %s connected; sync running", s->s_peer);
+	m->mr_disk = "inconsistent";	/* the primary's resync begins */
+	notify_status("primary %s connected; resync running", s->s_peer);
 	event_del(s->s_timer);
 	/* A primary pings when idle: silence this long means it is gone, and
 	 * must not keep a reconnecting primary out. */
@@ -370,14 +527,20 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 	a.proto_version = WIRE_VERSION;
 	a.capabilities = h.capabilities &
 	    (WIRE_CAP_ACK_RECEIVED | WIRE_CAP_ACK_APPLIED);
-	memcpy(a.uuid, m->mr_meta.md_uuid, META_UUID_LEN);
+	memcpy(a.uuid, c->c_m.md_uuid, META_UUID_LEN);
 	a.volume_size = cfg->vol_size;
 	a.extent_size = cfg->extent_size;
 	a.max_payload = s->s_lim.max_payload;
+	a.gen_current = c->c_m.md_gen;
+	memcpy(a.gen_history, c->c_m.md_history, sizeof(a.gen_history));
+	a.hflags = rel == GEN_NONE ? WIRE_HF_FULL : 0;
 	wire_encode_hello(buf, &a);
 	send_frame(s, &ah, buf);
-	log_info("peer %s: primary session started (uuid %s, max payload %u)",
-	    s->s_peer, u1, a.max_payload);
+	send_change_record(s);
+	log_info("peer %s: primary session started (uuid %s, max payload %u, "
+	    "%s)", s->s_peer, u1, a.max_payload, rel == GEN_NONE ?
+	    "full resync" : rel == GEN_SAME ? "same generation" :
+	    "generation behind the primary's");
 }
 
 /* ---- operations ------------------------------------------------------ */
@@ -392,6 +555,7 @@ fmap_frontier(struct session *s, uint64_t pf)
 {
 	while (s->s_fmap_len > 0 && s->s_fmap[s->s_fmap_head].fm_pseq <= pf) {
 		s->s_frontier_lseq = s->s_fmap[s->s_fmap_head].fm_lseq;
+		fmap_release(s->s_m, &s->s_fmap[s->s_fmap_head], 0);
 		s->s_fmap_head = (s->s_fmap_head + 1) % s->s_fmap_cap;
 		s->s_fmap_len--;
 	}
@@ -399,7 +563,8 @@ fmap_frontier(struct session *s, uint64_t pf)
 }
 
 static int
-fmap_push(struct session *s, uint64_t pseq, uint64_t lseq)
+fmap_push(struct session *s, uint64_t pseq, uint64_t lseq,
+    const struct mop *mo)
 {
 	if (s->s_fmap_len == s->s_fmap_cap) {
 		size_t ncap = s->s_fmap_cap ? s->s_fmap_cap * 2 : 1024, i;
@@ -417,7 +582,8 @@ fmap_push(struct session *s, uint64_t pseq, uint64_t lseq)
 		s->s_fmap_head = 0;
 	}
 	s->s_fmap[(s->s_fmap_head + s->s_fmap_len) % s->s_fmap_cap] =
-	    (struct fmap){ pseq, lseq };
+	    (struct fmap){ pseq, lseq, mo->mo_op.off, mo->mo_op.len,
+	    mo->mo_cr };
 	s->s_fmap_len++;
 	return 0;
 }
@@ -427,6 +593,8 @@ static const enum tg_type op_types[] = {
 	[WIRE_WRITE_ZEROES] = TG_WRITE_ZEROES,
 	[WIRE_TRIM] = TG_TRIM,
 	[WIRE_FLUSH] = TG_FLUSH,
+	[WIRE_READ_REQ] = TG_READ,
+	[WIRE_CSUM_REQ] = TG_READ,
 };
 
 /*
@@ -438,7 +606,7 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 {
 	struct mirror *m = s->s_m;
 	struct mop *mo;
-	uint64_t lseq, lfront;
+	uint64_t lseq, lfront, dlen;
 	int rc;
 
 	if (h->seq <= s->s_last_pseq) {
@@ -454,39 +622,60 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 		    (unsigned long long)h->seq);
 		return -1;
 	}
-	if ((mo = malloc(sizeof(*mo) + h->plen)) == NULL) {
+	/* Reads (READ_REQ, CSUM_REQ) need room for what they read. */
+	dlen = h->type == WIRE_READ_REQ || h->type == WIRE_CSUM_REQ ?
+	    h->length : h->plen;
+	if ((mo = malloc(sizeof(*mo) + dlen)) == NULL) {
 		session_fail(s, "out of memory for op %llu",
 		    (unsigned long long)h->seq);
 		return -1;
 	}
+	memset(&mo->mo_op, 0, sizeof(mo->mo_op));
+	mo->mo_cr = CR_HOLD_NONE;
+	mo->mo_reply = h->type == WIRE_READ_REQ ? WIRE_READ_DATA :
+	    h->type == WIRE_CSUM_REQ ? WIRE_CSUM_REPLY : WIRE_ACK;
+	mo->mo_op.off = h->offset;
+	mo->mo_op.len = h->length;
+	mo->mo_op.type = op_types[h->type];
+	if (mo->mo_op.type == TG_WRITE || mo->mo_op.type == TG_WRITE_ZEROES ||
+	    mo->mo_op.type == TG_TRIM) {
+		/* Hot before it is applied; a metadata failure is logged and
+		 * leaves the range untracked (the primary still has it). */
+		rc = cr_begin(&m->mr_cr, h->offset, h->length, 2);
+		mo->mo_cr = rc == 0 ? CR_HOLD_TRACKED : rc == 1 ?
+		    CR_HOLD_MARKED : CR_HOLD_NONE;
+	}
 	lfront = fmap_frontier(s, h->frontier);
 	lseq = m->mr_lseq + 1;
-	if (fmap_push(s, h->seq, lseq) != 0) {
+	if (fmap_push(s, h->seq, lseq, mo) != 0) {
+		if (mo->mo_cr != CR_HOLD_NONE)
+			cr_end(&m->mr_cr, h->offset, h->length, 2,
+			    mo->mo_cr == CR_HOLD_TRACKED);
 		free(mo);
 		session_fail(s, "frontier %llu lags more than %u ops behind",
 		    (unsigned long long)h->frontier, MIRROR_FMAP_MAX);
 		return -1;
 	}
-	memset(&mo->mo_op, 0, sizeof(mo->mo_op));
 	mo->mo_op.seq = lseq;
 	mo->mo_op.frontier = lfront;
-	mo->mo_op.off = h->offset;
-	mo->mo_op.len = h->length;
-	mo->mo_op.type = op_types[h->type];
 	mo->mo_op.flags = ((h->flags & WIRE_F_FUA) ? TG_F_FUA : 0) |
 	    ((h->flags & WIRE_F_NO_HOLE) ? TG_F_NO_HOLE : 0);
-	mo->mo_op.buf = h->plen > 0 ? mo->mo_data : NULL;
+	mo->mo_op.buf = dlen > 0 ? mo->mo_data : NULL;
 	mo->mo_op.done = apply_done;
 	mo->mo_op.arg = m;
 	mo->mo_s = s;
 	mo->mo_pseq = h->seq;
-	mo->mo_bytes = sizeof(*mo) + h->plen;
+	mo->mo_bytes = sizeof(*mo) + dlen;
 	mo->mo_status = 0;
 	if (h->plen > 0)
 		evbuffer_remove(in, mo->mo_data, h->plen);
 
 	/* The checks above keep the engine's ordering contract. */
 	if ((rc = tg_submit(m->mr_tg, &mo->mo_op)) != 0) {
+		/* Its fmap entry goes (marked) with the failed session. */
+		if (mo->mo_cr != CR_HOLD_NONE)
+			cr_end(&m->mr_cr, h->offset, h->length, 1,
+			    mo->mo_cr == CR_HOLD_TRACKED);
 		free(mo);
 		session_fail(s, "cannot queue op %llu: %s",
 		    (unsigned long long)h->seq, strerror(-rc));
@@ -500,7 +689,7 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 	m->mr_queued_bytes += mo->mo_bytes;
 	m->mr_ops++;
 	m->mr_bytes += h->length;
-	if (s->s_caps & WIRE_CAP_ACK_RECEIVED)
+	if ((s->s_caps & WIRE_CAP_ACK_RECEIVED) && mo->mo_reply == WIRE_ACK)
 		session_ack(s, h->seq, WIRE_ACK_RECEIVED, 0);
 	return 0;
 }
@@ -512,7 +701,15 @@ static void
 m_in_sync(struct session *s)
 {
 	struct mirror *m = s->s_m;
+	struct cr *c = &m->mr_cr;
 
+	/* Whatever this side had that the primary lacked was in the union
+	 * the primary saved and copied over: nothing is owed any more. */
+	for (uint64_t e = cr_next(c, 0); e < c->c_nbits; e = cr_next(c, e + 1))
+		cr_clear(c, e);
+	c->c_m.md_flags &= ~META_F_INCONSISTENT;
+	c->c_unsaved = 1;
+	cr_save(c);
 	m->mr_disk = "up-to-date";
 	notify_status("primary %s connected; up to date", s->s_peer);
 	log_info("peer %s: the mirror is up to date", s->s_peer);
@@ -550,9 +747,15 @@ handle_frame(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 	case WIRE_WRITE_ZEROES:
 	case WIRE_TRIM:
 	case WIRE_FLUSH:
+	case WIRE_READ_REQ:
+	case WIRE_CSUM_REQ:
 		return handle_op(s, h, in);
 	case WIRE_PING:
 		evbuffer_drain(in, h->plen);
+		if (h->frontier > s->s_last_pfrontier) {
+			fmap_frontier(s, h->frontier);
+			s->s_last_pfrontier = h->frontier;
+		}
 		if (h->flags & WIRE_F_IN_SYNC)
 			m_in_sync(s);
 		if (!(h->flags & WIRE_F_PONG)) {

@@ -4,6 +4,7 @@
 #include <jansson.h>
 
 #include "common/ctl.h"
+#include "common/log.h"
 #include "common/status.h"
 #include "mirror/mirror.h"
 
@@ -14,8 +15,15 @@ status_reply(struct mirror *m)
 	const char *peer = session_active_peer(m);
 
 	json_object_set_new(o, "connection", status_connection(
-	    peer != NULL ? "connected" : "listening", peer, m->mr_since));
+	    peer != NULL ? "connected" : m->mr_split ? "split-brain" :
+	    "listening", peer, m->mr_since));
 	json_object_set_new(o, "disk", json_string(m->mr_disk));
+	status_generation(o, &m->mr_cr);
+	json_object_set_new(o, "discard_local", json_boolean(m->mr_discard));
+	/* What this side applied that the primary may lack (sent to it at
+	 * the next hello). */
+	json_object_set_new(o, "changed_extents",
+	    json_integer((json_int_t)m->mr_cr.c_ndirty));
 	/* The primary keeps the account of what differs; the mirror only
 	 * knows whether it has heard "in sync". */
 	json_object_set_new(o, "out_of_sync_bytes", strcmp(m->mr_disk,
@@ -49,5 +57,23 @@ status_handle(void *arg, const char *verb, const char *args)
 			    "status takes no argument");
 		return status_reply(m);
 	}
+	if (strcmp(verb, "resolve") == 0) {
+		if (strcmp(args, "--discard-local") != 0)
+			return ctl_error("bad-argument", "resolve: say "
+			    "--discard-local on the side whose data is to be "
+			    "dropped");
+		m->mr_discard = 1;
+		log_warnx("resolve --discard-local: at the next split brain "
+		    "this mirror's own changes are dropped and the primary's "
+		    "data copied over them");
+		return json_pack("{s:b, s:b, s:s}", "ok", 1, "split_brain",
+		    m->mr_split, "message", m->mr_split ? "this side's data "
+		    "will be discarded when the primary reconnects" :
+		    "armed: no split brain now; the next one is resolved in "
+		    "the primary's favour");
+	}
+	if (strcmp(verb, "verify") == 0 || strcmp(verb, "resync") == 0)
+		return ctl_error("wrong-role", "%s: run it on the primary, "
+		    "which drives it", verb);
 	return NULL;
 }

@@ -59,6 +59,12 @@ io_frontier(struct primary *p)
 	return p->p_inc_head->pr_op.seq - 1;
 }
 
+uint64_t
+io_frontier_now(struct primary *p)
+{
+	return p->p_inc_head != NULL ? p->p_inc_head->pr_op.seq - 1 : p->p_seq;
+}
+
 static void
 inc_remove(struct primary *p, struct preq *r)
 {
@@ -106,6 +112,51 @@ io_sent(struct primary *p, struct preq *r)
 	io_maybe_finish(p, r);
 }
 
+/* ---- the change record -------------------------------------------------- */
+
+/*
+ * Drops one of r's two AL references. mark: the mirror does not have r
+ * (lost, refused, or never sent): record its extents first.
+ */
+void
+io_cr_release(struct primary *p, struct preq *r, int mark)
+{
+	if (r->pr_cr == PR_CR_NONE)
+		return;
+	if (mark)
+		cr_mark(&p->p_cr, r->pr_op.off, r->pr_op.len);
+	cr_end(&p->p_cr, r->pr_op.off, r->pr_op.len, 1,
+	    r->pr_cr == PR_CR_TRACKED);
+}
+
+/*
+ * Before a write is issued: its extents are hot in the AL (on disk), and
+ * without a mirror session they are recorded as changed. The first such
+ * write after the mirror had our generation starts a new one, so that a
+ * mirror promoted meanwhile is told apart from one that merely fell
+ * behind (split brain). 0, or -1: the write must fail.
+ */
+static int
+io_cr_begin(struct primary *p, struct preq *r)
+{
+	struct tg_op *op = &r->pr_op;
+	struct cr *c = &p->p_cr;
+	int rc;
+
+	if ((rc = cr_begin(c, op->off, op->len, 2)) < 0)
+		return -1;
+	r->pr_cr = rc == 0 ? PR_CR_TRACKED : PR_CR_MARKED;
+	if (repl_connected(p))
+		return 0;	/* the mirror's reference goes with its ack */
+	if (!repl_session(p) && (c->c_m.md_flags & META_F_PEER_HAS_GEN)) {
+		log_info("writing without the mirror: new data generation");
+		if (cr_new_gen(c) != 0)
+			return -1;
+	}
+	io_cr_release(p, r, 1);
+	return 0;
+}
+
 /* ---- the local engine ------------------------------------------------- */
 
 static int
@@ -151,6 +202,7 @@ io_drain(evutil_socket_t fd, short what, void *arg)
 
 		next = n->cq_next;
 		r->pr_state |= PR_LOCAL_DONE;
+		io_cr_release(p, r, 0);
 		/* A sync read's frame becomes ready to go now. */
 		if (r->pr_op.type == TG_OTHER)
 			repl_ready(p);
@@ -221,12 +273,22 @@ io_submit(struct primary *p, struct preq *r)
 	op->frontier = 0;	/* locally nothing waits: see r->pr_frontier */
 	r->pr_frontier = io_frontier(p);
 
+	if ((op->type == TG_WRITE || op->type == TG_WRITE_ZEROES ||
+	    op->type == TG_TRIM) && io_cr_begin(p, r) != 0) {
+		r->pr_local_status = -EIO;	/* cr.c logged why */
+		r->pr_state |= PR_LOCAL_DONE | PR_REMOTE_DONE;
+		io_maybe_finish(p, r);
+		return;
+	}
 	/* Into the engine first: a frame must never leave for a request the
 	 * local side refused. Nothing completes before this turn ends. */
 	if ((rc = tg_submit(p->p_tg, op)) != 0) {
 		log_warnx("cannot queue a request: %s", strerror(-rc));
 		r->pr_local_status = rc;
 		r->pr_state |= PR_LOCAL_DONE | PR_REMOTE_DONE;
+		io_cr_release(p, r, 0);
+		if (repl_connected(p))
+			io_cr_release(p, r, 0);	/* nothing was written */
 		io_maybe_finish(p, r);
 		return;
 	}

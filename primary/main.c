@@ -95,26 +95,56 @@ check_config(const struct config *cfg, char *err, size_t errlen)
 	return -1;
 }
 
-/* The volume's identity: made on first start, kept for good. */
+/*
+ * The volume as this primary serves it. A new one gets its identity and
+ * first generation. One that ran as a mirror is promoted (failover): its
+ * data starts a new generation, so the old primary, when it comes back as
+ * a mirror, is told apart and receives what changed. An unfinished resync
+ * leaves data that is no one's: it is not served.
+ */
 static int
-make_identity(struct primary *p)
+take_role(struct primary *p)
 {
-	struct config *cfg = &p->p_cfg;
-	char err[8192], u[37];
+	struct cr *c = &p->p_cr;
+	char u[37];
 
-	p->p_meta.md_size = cfg->vol_size;
-	p->p_meta.md_extent_size = cfg->extent_size;
-	if (RAND_bytes(p->p_meta.md_uuid, META_UUID_LEN) != 1) {
-		log_warnx("volume.metadata: no random bytes for a volume UUID");
-		return EX_OSERR;
+	if (!meta_has_uuid(&c->c_m)) {
+		if (RAND_bytes(c->c_m.md_uuid, META_UUID_LEN) != 1) {
+			log_warnx("volume.metadata: no random bytes for a "
+			    "volume UUID");
+			return EX_OSERR;
+		}
+		meta_uuid_str(c->c_m.md_uuid, u);
+		log_info("new volume identity %s", u);
 	}
-	if (meta_store(cfg->vol_metadata, &p->p_meta, err, sizeof(err)) != 0) {
-		log_warnx("volume.metadata: %s", err);
-		return EX_IOERR;
+	if (c->c_m.md_role == ROLE_MIRROR &&
+	    (c->c_m.md_flags & META_F_INCONSISTENT)) {
+		log_warnx("volume.metadata: %s: this volume was a mirror in "
+		    "the middle of a resync; its data is inconsistent and is "
+		    "not served. Let the resync finish, or start over with a "
+		    "new metadata file and a full sync from the other side",
+		    c->c_path);
+		return EX_DATAERR;
 	}
-	meta_uuid_str(p->p_meta.md_uuid, u);
-	log_info("new volume identity %s", u);
+	if (c->c_m.md_gen == 0 || c->c_m.md_role != ROLE_PRIMARY) {
+		if (c->c_m.md_role == ROLE_MIRROR)
+			log_info("promoted: this volume was a mirror; it is "
+			    "now the primary, with a new data generation");
+		c->c_m.md_role = ROLE_PRIMARY;
+		if (cr_new_gen(c) != 0)
+			return EX_IOERR;
+	}
 	return 0;
+}
+
+/* Every few seconds: bits cleared by the resync reach the file. */
+static void
+cr_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct primary *p = arg;
+
+	(void)fd; (void)what;
+	cr_save(&p->p_cr);
 }
 
 int
@@ -134,8 +164,8 @@ main(int argc, char **argv)
 		log_warnx("%s", err);
 		return EX_CONFIG;
 	}
-	if ((rc = volume_open(&p->p_cfg, &p->p_st, &p->p_meta)) != 0 ||
-	    (!meta_has_uuid(&p->p_meta) && (rc = make_identity(p)) != 0))
+	if ((rc = volume_open(&p->p_cfg, &p->p_st, &p->p_cr)) != 0 ||
+	    (rc = take_role(p)) != 0)
 		return rc;
 
 	if (!fg && daemon(0, 0) == -1) {
@@ -145,7 +175,9 @@ main(int argc, char **argv)
 	/* After daemon(): threads and the event base do not survive fork. */
 	evthread_use_pthreads();
 	if ((p->p_base = event_base_new()) == NULL ||
-	    (stop_timer = evtimer_new(p->p_base, stop_now, p)) == NULL) {
+	    (stop_timer = evtimer_new(p->p_base, stop_now, p)) == NULL ||
+	    (p->p_cr_timer = event_new(p->p_base, -1, EV_PERSIST, cr_tick,
+	    p)) == NULL) {
 		log_warnx("cannot create the event base");
 		return EX_OSERR;
 	}
@@ -176,12 +208,20 @@ main(int argc, char **argv)
 	    p->p_cfg.nbd_listen, config_mode_name(p->p_cfg.mode),
 	    p->p_cfg.mirror_addr);
 
+	{
+		struct timeval tv = { 5, 0 };
+		evtimer_add(p->p_cr_timer, &tv);
+	}
 	notify_ready();
 	event_base_dispatch(p->p_base);
 
 	rc = storage_flush(&p->p_st);
 	if (rc != 0)
 		log_warnx("storage: final flush: %s", strerror(-rc));
+	/* Clean only if nothing is in flight and the data is on disk. */
+	if (cr_close(&p->p_cr, rc == 0 && p->p_nreq == 0 &&
+	    repl_pending(p) == 0) != 0 && rc == 0)
+		rc = -EIO;
 	nbd_free_all(p);
 	ctl_free(p->p_ctl);
 	repl_fini(p);
@@ -190,6 +230,7 @@ main(int argc, char **argv)
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	event_free(stop_timer);
+	event_free(p->p_cr_timer);
 	event_base_free(p->p_base);
 	SSL_CTX_free(p->p_ssl);
 	storage_close(&p->p_st);

@@ -34,7 +34,7 @@
 
 #include "common/config.h"
 #include "common/cq.h"
-#include "common/meta.h"
+#include "common/cr.h"
 #include "common/storage.h"
 #include "common/tg.h"
 #include "proto/nbd.h"
@@ -55,6 +55,13 @@ struct ctl;
 #define PR_REPLICATE	0x08	/* it goes to the mirror at all */
 #define PR_LOST		0x10	/* the mirror went away before it was done */
 
+/* A write's hold on the activity log (pr_cr): two references, one for
+ * the local side and one for the mirror, each dropped when that side is
+ * done (or, for the mirror, when its loss is recorded in the bitmap). */
+#define PR_CR_NONE	0	/* not a write */
+#define PR_CR_TRACKED	1	/* holds AL references */
+#define PR_CR_MARKED	2	/* the AL was full: recorded as changed */
+
 struct preq {
 	struct tg_op	 pr_op;		/* first: the engine hands it back */
 	struct primary	*pr_p;
@@ -67,6 +74,8 @@ struct preq {
 	int		 pr_local_status;	/* set by a worker */
 	uint64_t	 pr_frontier;	/* sent to the mirror with it */
 	int		 pr_nonzero;	/* sync read: data not all zero (atomic) */
+	uint8_t		 pr_cr;		/* PR_CR_*: its hold on the AL */
+	uint8_t		 pr_kind;	/* internal requests: SY_* (sync.c) */
 
 	/* io.c's incomplete list (frontier), repl.c's send queue, and the
 	 * completion queue; repl.c's ack ring keeps a pointer while the
@@ -109,10 +118,14 @@ void io_fini(struct primary *p);
  * and read any payload into pr_data) and sees it through. Event thread.
  */
 void io_submit(struct primary *p, struct preq *r);
+/* The frontier if a request were numbered now. */
+uint64_t io_frontier_now(struct primary *p);
 /* Allocates a request with room for len data bytes; NULL on no memory. */
 struct preq *io_alloc(struct primary *p, uint64_t len);
 void io_free(struct primary *p, struct preq *r);
 
+/* Drops one of a write's AL references; mark: the mirror lacks it. */
+void io_cr_release(struct primary *p, struct preq *r, int mark);
 /* repl.c calls these on the event thread; either may answer and free r. */
 void io_remote_done(struct primary *p, struct preq *r);
 void io_sent(struct primary *p, struct preq *r);
@@ -123,6 +136,8 @@ int  repl_init(struct primary *p, char *err, size_t errlen);
 void repl_fini(struct primary *p);
 /* Whether the mirror session is up (past hello) and not degraded. */
 int  repl_connected(struct primary *p);
+/* Whether a session is up or being set up (hello, change record). */
+int  repl_session(struct primary *p);
 /* Whether the in-flight window has room (ops and bytes). */
 int  repl_window_open(struct primary *p);
 /*
@@ -143,12 +158,22 @@ void repl_in_sync(struct primary *p);
 
 int  sync_init(struct primary *p);
 void sync_fini(struct primary *p);
+/* Internal requests' kinds (pr_kind). */
+#define SY_COPY		0	/* read here, write there */
+#define SY_CSUM		1	/* read here, compare checksums with there */
+
 void sync_start(struct primary *p);	/* mirror session started */
 void sync_kick(struct primary *p);	/* the window has room again */
 /* Worker thread: reads one piece of a sync request, holes as zeros. */
 int  sync_read_piece(struct primary *p, struct preq *r, uint64_t off,
     uint64_t len, void *buf);
-void sync_status(struct primary *p, json_t *o);
+void sync_status(struct primary *p, json_t *o, json_t *counters);
+/* A CSUM_REPLY for r: compares, clears or marks. -1: wrong size. */
+int  sync_csum_reply(struct primary *p, struct preq *r, const uint8_t *theirs,
+    uint32_t len);
+/* Admin verbs: verify [--start OFFSET] [--stop OFFSET]; resync. */
+json_t *sync_verify(struct primary *p, const char *args);
+json_t *sync_resync(struct primary *p);
 
 /* ---- status.c ---------------------------------------------------------- */
 
@@ -161,7 +186,8 @@ struct primary {
 	struct config	 p_cfg;
 	struct event_base *p_base;
 	struct storage	 p_st;
-	struct meta	 p_meta;
+	struct cr	 p_cr;		/* change record, generations, role */
+	struct event	*p_cr_timer;	/* saves cleared bits now and then */
 	struct tg	*p_tg;
 	int		 p_stopping;
 

@@ -49,7 +49,8 @@
 #define REPL_CONGESTION_S	10
 #define REPL_HELLO_TIMEOUT_S	10
 
-enum repl_state { R_IDLE, R_CONNECTING, R_HELLO, R_UP, R_BACKOFF, R_DONE };
+enum repl_state { R_IDLE, R_CONNECTING, R_HELLO, R_CR, R_UP, R_BACKOFF,
+    R_DONE };
 
 struct ring_ent {
 	uint64_t	 re_seq;
@@ -57,6 +58,8 @@ struct ring_ent {
 	struct preq	*re_r;		/* still waiting for the mirror, or NULL */
 	unsigned	 re_need;	/* WIRE_ACK_* that answers re_r */
 	int		 re_acked;	/* APPLIED seen */
+	uint8_t		 re_cr;		/* a write's PR_CR_*: the AL hold */
+	uint64_t	 re_off, re_len;
 };
 
 struct repl {
@@ -78,6 +81,10 @@ struct repl {
 	uint64_t	 rp_bytes;	/* in the ring */
 	uint64_t	 rp_drops;	/* sessions lost (reconnects) */
 	time_t		 rp_since;	/* last change of up / not up */
+	int		 rp_split;	/* the mirror said split brain */
+	int		 rp_full;	/* the mirror shares no generation */
+	uint8_t		*rp_crbits;	/* the mirror's record, arriving */
+	uint64_t	 rp_crnext;	/* next extent expected in CR_XFER */
 };
 
 static void repl_connect(struct repl *);
@@ -88,6 +95,14 @@ int
 repl_connected(struct primary *p)
 {
 	return p->p_repl->rp_state == R_UP;
+}
+
+int
+repl_session(struct primary *p)
+{
+	enum repl_state st = p->p_repl->rp_state;
+
+	return st == R_HELLO || st == R_CR || st == R_UP;
 }
 
 unsigned
@@ -179,6 +194,16 @@ ring_find(struct repl *rp, uint64_t seq)
 
 /* ---- frames out -------------------------------------------------------- */
 
+/* A PING's frontier: not past that of a frame still waiting to go, since
+ * the mirror sees frontiers in the order frames arrive. */
+static uint64_t
+ping_frontier(struct repl *rp)
+{
+	if (rp->rp_sq_head != NULL)
+		return rp->rp_sq_head->pr_frontier;
+	return io_frontier_now(rp->rp_p);
+}
+
 static void
 send_hdr(struct repl *rp, const struct wire_hdr *h, const void *payload)
 {
@@ -230,8 +255,10 @@ frame_out(struct repl *rp, struct preq *r)
 		h.plen = (uint32_t)op->len;
 		payload = r->pr_data;
 		break;
-	case TG_OTHER:	/* a sync read: its data, or zeroes */
-		if (__atomic_load_n(&r->pr_nonzero, __ATOMIC_ACQUIRE)) {
+	case TG_OTHER:	/* a resync read: its data, zeroes, or a checksum */
+		if (r->pr_kind == SY_CSUM) {
+			h.type = WIRE_CSUM_REQ;
+		} else if (__atomic_load_n(&r->pr_nonzero, __ATOMIC_ACQUIRE)) {
 			h.type = WIRE_WRITE;
 			h.plen = (uint32_t)op->len;
 			payload = r->pr_data;
@@ -265,6 +292,9 @@ frame_out(struct repl *rp, struct preq *r)
 	e->re_need = ack_needed(p, r);
 	e->re_acked = 0;
 	e->re_r = e->re_need != 0 ? r : NULL;
+	e->re_cr = r->pr_cr;
+	e->re_off = op->off;
+	e->re_len = op->len;
 	rp->rp_bytes += e->re_bytes;
 	if (e->re_need == 0)
 		r->pr_state |= PR_REMOTE_DONE;
@@ -322,18 +352,36 @@ repl_send(struct primary *p, struct preq *r)
 
 /* ---- frames in --------------------------------------------------------- */
 
+/* The mirror is done with e's write: drop its AL reference, recording the
+ * extents first when the mirror does not have the data. */
 static void
-handle_ack(struct repl *rp, const struct wire_hdr *h)
+ring_settle(struct repl *rp, struct ring_ent *e, int mark)
+{
+	struct cr *c = &rp->rp_p->p_cr;
+
+	if (e->re_cr == PR_CR_NONE)
+		return;
+	if (mark)
+		cr_mark(c, e->re_off, e->re_len);
+	cr_end(c, e->re_off, e->re_len, 1, e->re_cr == PR_CR_TRACKED);
+	e->re_cr = PR_CR_NONE;
+}
+
+/* An ACK, or a reply that stands for one (CSUM_REPLY, READ_DATA). */
+static void
+handle_ack(struct repl *rp, const struct wire_hdr *h, unsigned kind,
+    int status, const uint8_t *payload)
 {
 	struct primary *p = rp->rp_p;
-	unsigned kind = WIRE_ACK_KIND(h->flags);
-	int status = (int)WIRE_ACK_STATUS(h->flags);
 	struct ring_ent *e = ring_find(rp, h->seq);
 	struct preq *r;
 
-	if (e == NULL) {
-		repl_drop(rp, "ack for unknown operation %llu",
-		    (unsigned long long)h->seq);
+	if (e == NULL || (h->type != WIRE_ACK && (e->re_r == NULL ||
+	    e->re_r->pr_op.type != TG_OTHER || e->re_r->pr_op.off != h->offset ||
+	    e->re_r->pr_op.len != h->length ||
+	    (h->type == WIRE_CSUM_REPLY) != (e->re_r->pr_kind == SY_CSUM)))) {
+		repl_drop(rp, "%s for unknown operation %llu",
+		    wire_type_name(h->type), (unsigned long long)h->seq);
 		return;
 	}
 	if (status != 0) {
@@ -342,9 +390,19 @@ handle_ack(struct repl *rp, const struct wire_hdr *h)
 		    rp->rp_addr, (unsigned long long)h->seq, strerror(status));
 		p->p_errors++;
 	}
+	if (kind == WIRE_ACK_APPLIED)
+		ring_settle(rp, e, status != 0);
+	if (h->type == WIRE_CSUM_REPLY &&
+	    sync_csum_reply(p, e->re_r, payload, h->plen) != 0) {
+		repl_drop(rp, "checksum reply of %u bytes for %llu bytes",
+		    h->plen, (unsigned long long)h->length);
+		return;
+	}
 	if (e->re_r != NULL && (kind == WIRE_ACK_APPLIED || kind == e->re_need)) {
 		r = e->re_r;
 		e->re_r = NULL;
+		if (status != 0)
+			r->pr_state |= PR_LOST;
 		io_remote_done(p, r);
 	}
 	if (kind == WIRE_ACK_APPLIED)
@@ -368,16 +426,102 @@ static void
 handle_hello_ack(struct repl *rp, const uint8_t *payload, uint32_t plen)
 {
 	struct primary *p = rp->rp_p;
+	struct cr *c = &p->p_cr;
 	struct wire_hello a;
-	struct timeval ping = { REPL_PING_S, 0 };
 	int rc;
 
 	if ((rc = wire_decode_hello(payload, plen, &a)) != 0) {
 		repl_drop(rp, "bad hello reply: %s", wire_strerror(rc));
 		return;
 	}
+	if (a.status == WIRE_ST_SPLIT_BRAIN) {
+		if (!rp->rp_split)
+			log_warnx("mirror %s: SPLIT BRAIN: %s; nothing is "
+			    "copied until an operator runs `duetctl resolve "
+			    "--discard-local` on the side whose data is to "
+			    "be dropped", rp->rp_addr, a.reason);
+		rp->rp_split = 1;
+		notify_status("split brain with mirror %s", rp->rp_addr);
+		repl_drop(rp, "split brain: %s", a.reason);
+		return;
+	}
 	if (a.status != 0) {
 		repl_drop(rp, "refused: %s", a.reason);
+		return;
+	}
+	rp->rp_split = 0;
+	rp->rp_full = (a.hflags & WIRE_HF_FULL) != 0;
+	/* The mirror took our generation: writes without it from now on
+	 * start a new one. */
+	if (!(c->c_m.md_flags & META_F_PEER_HAS_GEN)) {
+		c->c_m.md_flags |= META_F_PEER_HAS_GEN;
+		if (cr_commit(c) != 0) {
+			repl_drop(rp, "cannot write the metadata");
+			return;
+		}
+	}
+	free(rp->rp_crbits);
+	if ((rp->rp_crbits = calloc(1, (c->c_nbits + 7) / 8 + 1)) == NULL) {
+		repl_drop(rp, "out of memory for the change record");
+		return;
+	}
+	rp->rp_crnext = 0;
+	rp->rp_state = R_CR;
+}
+
+/*
+ * One CR_XFER chunk of the mirror's change record, in extent order. With
+ * the last one, the two records are combined and saved, and the session
+ * is up: the resync copies exactly the extents of the union.
+ */
+static void
+handle_cr(struct repl *rp, const struct wire_hdr *h, const uint8_t *payload)
+{
+	struct primary *p = rp->rp_p;
+	struct cr *c = &p->p_cr;
+	struct timeval ping = { REPL_PING_S, 0 };
+	uint64_t before = c->c_ndirty, theirs = 0, i;
+	uint8_t *chunk;
+	int rc;
+
+	if (h->offset != rp->rp_crnext || h->length > c->c_nbits - h->offset) {
+		repl_drop(rp, "change record chunk %llu+%llu out of order",
+		    (unsigned long long)h->offset, (unsigned long long)h->length);
+		return;
+	}
+	if ((chunk = calloc(1, (h->length + 7) / 8 + 1)) == NULL) {
+		repl_drop(rp, "out of memory for the change record");
+		return;
+	}
+	rc = wire_decode_runs(payload, h->plen, h->length, chunk);
+	for (i = 0; rc == 0 && i < h->length; i++)
+		if ((chunk[i / 8] >> (i % 8)) & 1) {
+			uint64_t e = h->offset + i;
+			rp->rp_crbits[e / 8] |= (uint8_t)(1u << (e % 8));
+		}
+	free(chunk);
+	if (rc != 0) {
+		repl_drop(rp, "bad change record: %s", wire_strerror(rc));
+		return;
+	}
+	rp->rp_crnext += h->length;
+	if (!(h->flags & WIRE_F_LAST))
+		return;
+	if (rp->rp_crnext != c->c_nbits) {
+		repl_drop(rp, "change record ends at extent %llu of %llu",
+		    (unsigned long long)rp->rp_crnext,
+		    (unsigned long long)c->c_nbits);
+		return;
+	}
+	for (i = 0; i < c->c_nbits; i++)
+		theirs += (rp->rp_crbits[i / 8] >> (i % 8)) & 1;
+	cr_merge(c, rp->rp_crbits);
+	if (rp->rp_full)
+		cr_mark_all(c);
+	FREE_AND_NULL(&rp->rp_crbits);
+	/* The union is durable before the mirror may forget its part. */
+	if (cr_save(c) != 0) {
+		repl_drop(rp, "cannot write the metadata");
 		return;
 	}
 	event_del(rp->rp_timer);
@@ -387,12 +531,11 @@ handle_hello_ack(struct repl *rp, const uint8_t *payload, uint32_t plen)
 	rp->rp_since = time(NULL);
 	rp->rp_last_err[0] = '\0';
 	notify_status("mirror %s: connected", rp->rp_addr);
-	repl_note(rp, 0, "connected (mode %s)", config_mode_name(p->p_cfg.mode));
-	/*
-	 * Without change records (issue 5) nothing tells what the mirror
-	 * missed while away, or whether it is new: every session starts with
-	 * a full sync, which runs while clients keep writing.
-	 */
+	repl_note(rp, 0, "connected (mode %s); %s: ours %llu extents, the "
+	    "mirror's %llu, union %llu", config_mode_name(p->p_cfg.mode),
+	    rp->rp_full ? "full resync (the mirror shares no generation)" :
+	    "resync of changed extents", (unsigned long long)before,
+	    (unsigned long long)theirs, (unsigned long long)c->c_ndirty);
 	sync_start(p);
 }
 
@@ -402,13 +545,12 @@ repl_read(struct bufferevent *bev, void *arg)
 	struct repl *rp = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct wire_limits lim = {
-		.max_payload = WIRE_REASON_MAX,
+		.max_payload = PRIMARY_MAX_BLOCK,
 		.volume_size = rp->rp_p->p_cfg.vol_size,
 		.align = PRIMARY_ALIGN,
 	};
-	uint8_t payload[WIRE_HELLO_SIZE];
 	struct wire_hdr h;
-	uint8_t *hp;
+	uint8_t *hp, *payload;
 	int rc;
 
 	while (rp->rp_bev == bev && (hp = evbuffer_pullup(in, WIRE_HDR_SIZE))) {
@@ -418,32 +560,46 @@ repl_read(struct bufferevent *bev, void *arg)
 		}
 		if (evbuffer_get_length(in) < WIRE_HDR_SIZE + (size_t)h.plen)
 			return;
-		evbuffer_drain(in, WIRE_HDR_SIZE);
-		evbuffer_remove(in, payload, h.plen);
-		if (rp->rp_state == R_HELLO) {
-			if (h.type != WIRE_HELLO_ACK) {
-				repl_drop(rp, "expected a hello reply, got %s",
-				    wire_type_name(h.type));
-				return;
-			}
-			handle_hello_ack(rp, payload, h.plen);
-			continue;
+		hp = evbuffer_pullup(in, WIRE_HDR_SIZE + (ssize_t)h.plen);
+		payload = hp + WIRE_HDR_SIZE;
+		if (rp->rp_state == R_HELLO && h.type != WIRE_HELLO_ACK) {
+			repl_drop(rp, "expected a hello reply, got %s",
+			    wire_type_name(h.type));
+			return;
+		}
+		if ((rp->rp_state == R_CR) != (h.type == WIRE_CR_XFER)) {
+			repl_drop(rp, "unexpected %s frame %s the change record",
+			    wire_type_name(h.type), rp->rp_state == R_CR ?
+			    "instead of" : "after");
+			return;
 		}
 		switch (h.type) {
+		case WIRE_HELLO_ACK:
+			handle_hello_ack(rp, payload, h.plen);
+			break;
+		case WIRE_CR_XFER:
+			handle_cr(rp, &h, payload);
+			break;
 		case WIRE_ACK:
-			handle_ack(rp, &h);
+			handle_ack(rp, &h, WIRE_ACK_KIND(h.flags),
+			    (int)WIRE_ACK_STATUS(h.flags), NULL);
+			break;
+		case WIRE_CSUM_REPLY:
+			handle_ack(rp, &h, WIRE_ACK_APPLIED, 0, payload);
 			break;
 		case WIRE_PING:
 			break;		/* our pong, or theirs: alive */
 		case WIRE_GOODBYE:
-			payload[MIN(h.plen, sizeof(payload) - 1)] = '\0';
-			repl_drop(rp, "said goodbye: %s", (char *)payload);
+			repl_drop(rp, "said goodbye: %.*s", (int)h.plen,
+			    (char *)payload);
 			return;
 		default:
 			repl_drop(rp, "unexpected %s frame",
 			    wire_type_name(h.type));
 			return;
 		}
+		if (rp->rp_bev == bev)
+			evbuffer_drain(in, WIRE_HDR_SIZE + (size_t)h.plen);
 	}
 }
 
@@ -461,10 +617,13 @@ send_hello(struct repl *rp)
 	hello.proto_version = WIRE_VERSION;
 	hello.capabilities = WIRE_CAP_ACK_APPLIED |
 	    (p->p_cfg.mode == MODE_MEMSYNC ? WIRE_CAP_ACK_RECEIVED : 0);
-	memcpy(hello.uuid, p->p_meta.md_uuid, WIRE_UUID_LEN);
+	memcpy(hello.uuid, p->p_cr.c_m.md_uuid, WIRE_UUID_LEN);
 	hello.volume_size = p->p_cfg.vol_size;
 	hello.extent_size = p->p_cfg.extent_size;
 	hello.max_payload = PRIMARY_MAX_BLOCK;
+	hello.gen_current = p->p_cr.c_m.md_gen;
+	memcpy(hello.gen_history, p->p_cr.c_m.md_history,
+	    sizeof(hello.gen_history));
 	wire_encode_hello(buf, &hello);
 	send_hdr(rp, &h, buf);
 }
@@ -483,9 +642,13 @@ repl_timer(evutil_socket_t fd, short what, void *arg)
 		break;
 	case R_CONNECTING:
 	case R_HELLO:
+	case R_CR:
 		repl_drop(rp, "no answer within %d s", REPL_HELLO_TIMEOUT_S);
 		break;
 	case R_UP:
+		/* The frontier rides along: an idle mirror learns that what
+		 * it applied is done here too. */
+		ping.frontier = ping_frontier(rp);
 		if (now_ns() - rp->rp_last_send_ns >= REPL_PING_S * 1000000000ull)
 			send_hdr(rp, &ping, NULL);
 		evtimer_add(rp->rp_timer, &tv);
@@ -612,6 +775,7 @@ repl_drop(struct repl *rp, const char *fmt, ...)
 
 		rp->rp_head = (rp->rp_head + 1) % rp->rp_cap;
 		rp->rp_len--;
+		ring_settle(rp, e, 1);
 		if ((r = e->re_r) != NULL) {
 			r->pr_state |= PR_LOST;
 			io_remote_done(p, r);
@@ -622,6 +786,7 @@ repl_drop(struct repl *rp, const char *fmt, ...)
 		rp->rp_sq_head = r->pr_send_next;
 		rp->rp_sq_len--;
 		r->pr_send_next = NULL;
+		io_cr_release(p, r, 1);
 		r->pr_state |= PR_LOST | PR_SENT | PR_REMOTE_DONE;
 		io_sent(p, r);
 	}
@@ -698,6 +863,7 @@ repl_fini(struct primary *p)
 	event_free(rp->rp_timer);
 	event_free(rp->rp_cong);
 	free(rp->rp_ring);
+	free(rp->rp_crbits);
 	free(rp);
 	p->p_repl = NULL;
 }
@@ -708,8 +874,9 @@ repl_status(struct primary *p, json_t *o, json_t *counters)
 {
 	struct repl *rp = p->p_repl;
 	const char *state = rp->rp_state == R_UP ? "connected" :
-	    rp->rp_state == R_CONNECTING || rp->rp_state == R_HELLO ?
-	    "connecting" : "disconnected";
+	    rp->rp_split ? "split-brain" :
+	    rp->rp_state == R_CONNECTING || rp->rp_state == R_HELLO ||
+	    rp->rp_state == R_CR ? "connecting" : "disconnected";
 
 	json_object_set_new(o, "connection",
 	    status_connection(state, rp->rp_addr, rp->rp_since));
@@ -729,6 +896,7 @@ repl_in_sync(struct primary *p)
 	struct repl *rp = p->p_repl;
 	struct wire_hdr h = { .type = WIRE_PING, .flags = WIRE_F_IN_SYNC };
 
+	h.frontier = ping_frontier(rp);
 	if (rp->rp_state == R_UP)
 		send_hdr(rp, &h, NULL);
 }

@@ -23,8 +23,9 @@ status_reply(struct primary *p)
 
 	/* The primary's own disk is the reference copy. */
 	json_object_set_new(o, "disk", json_string("up-to-date"));
+	status_generation(o, &p->p_cr);
 	repl_status(p, o, c);
-	sync_status(p, o);
+	sync_status(p, o, c);
 	json_object_set_new(o, "counters", c);
 	json_object_set_new(o, "clients", json_integer(nbd_clients(p)));
 	return o;
@@ -40,6 +41,24 @@ status_handle(void *arg, const char *verb, const char *args)
 			return ctl_error("bad-argument",
 			    "status takes no argument");
 		return status_reply(p);
+	}
+	if (strcmp(verb, "verify") == 0)
+		return sync_verify(p, args);
+	if (strcmp(verb, "resync") == 0) {
+		if (args[0] != '\0')
+			return ctl_error("bad-argument",
+			    "resync takes no argument");
+		return sync_resync(p);
+	}
+	if (strcmp(verb, "resolve") == 0) {
+		if (strcmp(args, "--discard-local") != 0)
+			return ctl_error("bad-argument", "resolve: say "
+			    "--discard-local on the side whose data is to be "
+			    "dropped");
+		return ctl_error("wrong-role", "resolve: this side is the "
+		    "primary and serves its data; to drop it, stop "
+		    "duet-primary here, start duet-mirror on the same "
+		    "configuration, and run this command there");
 	}
 	return NULL;
 }

@@ -1,22 +1,34 @@
 /*
- * sync.c: the full sync that brings a new mirror session up to date while
- * clients keep writing.
+ * sync.c: passes over the volume that bring the mirror up to date, or
+ * check that it is, while clients keep writing.
  *
- * The volume is walked in SYNC_CHUNK pieces. Each piece is a request of
- * its own (TG_OTHER) with a sequence number from the same counter as the
- * clients' writes, so the engine orders it like a write: it reads the
- * piece after every earlier overlapping write is applied locally and
- * before any later one, and its frame reaches the mirror in that same
- * sequence position (repl.c's send queue). A client write racing the copy
- * can therefore never be overwritten by an older copy of its extent.
+ *   copy     every extent marked in the change record is read here and
+ *            written there; its bit is cleared once the mirror applied it
+ *   csum     (primary.resync_checksums) before the copy: every marked
+ *            extent is hashed on both sides; equal ones are cleared
+ *   verify   (duetctl verify) every extent of a range is hashed on both
+ *            sides; different ones are marked and reported
  *
- * Holes (SEEK_HOLE on files) are not read; a piece that is all holes, or
- * all zero bytes, travels as WRITE_ZEROES, a 48-byte frame.
+ * A pass is walked in chunks of up to SYNC_CHUNK bytes. Each chunk is a
+ * request of its own (TG_OTHER) with a sequence number from the same
+ * counter as the clients' writes, so the engine orders it like a write:
+ * it reads the chunk after every earlier overlapping write is applied
+ * here and before any later one, and its frame (WRITE, WRITE_ZEROES or
+ * CSUM_REQ) reaches the mirror in that same sequence position (repl.c's
+ * send queue). So a client write racing the copy is never overwritten by
+ * an older copy, and the two checksums of a chunk are taken at the same
+ * point of the stream: a write in flight cannot cause a false mismatch.
+ *
+ * Holes (SEEK_HOLE on files) are not read; a chunk that is all holes or
+ * zero bytes travels as WRITE_ZEROES, a 48-byte frame.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
+#include "common/ctl.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/util.h"
@@ -25,27 +37,63 @@
 #define SYNC_CHUNK	(1u << 20)
 #define SYNC_DEPTH	8		/* chunks in flight */
 
+enum pass { PASS_NONE, PASS_COPY, PASS_CSUM, PASS_VERIFY };
+
+static const char *const pass_names[] = { "none", "copy", "checksum",
+    "verify" };
+
 struct sync {
-	int		sy_running;
-	uint64_t	sy_cursor;	/* next offset to queue */
+	enum pass	sy_pass;
+	uint64_t	sy_gen;		/* session (and pass) the chunks belong to */
+	uint64_t	sy_cursor;	/* next extent to look at */
+	uint64_t	sy_stop;	/* extent the pass ends before */
 	unsigned	sy_outstanding;
-	uint64_t	sy_data_bytes;	/* sent as data */
 	uint64_t	sy_start_ns;
-	uint64_t	sy_gen;		/* session the chunks belong to */
-	uint64_t	sy_done;	/* bytes applied on the mirror */
-	int		sy_complete;	/* the mirror matched at some point */
+	uint64_t	sy_total;	/* bytes the pass covers */
+	uint64_t	sy_done;	/* bytes finished in this pass */
+	uint64_t	sy_issued;	/* bytes issued (rate limit) */
+	uint64_t	sy_pass_copied;	/* extents copied in this pass */
+	struct event	*sy_rate_timer;
+
+	/* verify */
+	uint64_t	sy_v_start, sy_v_stop;	/* bytes */
+	uint64_t	sy_v_mismatch;	/* extents found different */
+	uint64_t	sy_v_checked;	/* extents compared */
+	int		sy_v_done;	/* a verify finished */
+
+	/* totals since start (status counters) */
+	uint64_t	sy_copied_extents;
+	uint64_t	sy_copied_bytes;	/* span of copied extents */
+	uint64_t	sy_data_bytes;		/* sent as data, not zeroes */
+	uint64_t	sy_csum_same;		/* extents a checksum cleared */
+	int		sy_in_sync;	/* the mirror was told it is current */
+	uint64_t	sy_run_start_ns;	/* this session's resync */
+	uint64_t	sy_run_extents, sy_run_data;
 };
+
+static void sync_pump(struct primary *p);
+
+static void
+rate_kick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd; (void)what;
+	sync_pump(arg);
+}
 
 int
 sync_init(struct primary *p)
 {
-	p->p_sync = calloc(1, sizeof(*p->p_sync));
-	return p->p_sync == NULL ? -ENOMEM : 0;
+	if ((p->p_sync = calloc(1, sizeof(*p->p_sync))) == NULL)
+		return -ENOMEM;
+	p->p_sync->sy_rate_timer = evtimer_new(p->p_base, rate_kick, p);
+	return p->p_sync->sy_rate_timer == NULL ? -ENOMEM : 0;
 }
 
 void
 sync_fini(struct primary *p)
 {
+	if (p->p_sync != NULL && p->p_sync->sy_rate_timer != NULL)
+		event_free(p->p_sync->sy_rate_timer);
 	FREE_AND_NULL(&p->p_sync);
 }
 
@@ -93,9 +141,145 @@ sync_read_piece(struct primary *p, struct preq *r, uint64_t off,
 	return 0;
 }
 
-static void sync_pump(struct primary *p);
+/* ---- passes ---------------------------------------------------------- */
 
-/* A chunk is answered: applied on the mirror, or lost with it. */
+static uint64_t
+ext_bytes(const struct primary *p)
+{
+	return p->p_cfg.extent_size;
+}
+
+static void
+pass_begin(struct primary *p, enum pass pass, uint64_t first, uint64_t stop)
+{
+	struct sync *sy = p->p_sync;
+	struct cr *c = &p->p_cr;
+	uint64_t e, n = 0;
+
+	sy->sy_gen++;		/* chunks of an earlier pass are counted off */
+	sy->sy_pass = pass;
+	sy->sy_cursor = first;
+	sy->sy_stop = stop;
+	sy->sy_outstanding = 0;
+	sy->sy_start_ns = now_ns();
+	sy->sy_done = sy->sy_issued = sy->sy_pass_copied = 0;
+	if (pass == PASS_VERIFY)
+		n = stop - first;
+	else
+		for (e = cr_next(c, first); e < stop; e = cr_next(c, e + 1))
+			n++;
+	sy->sy_total = n * ext_bytes(p);
+	log_info("%s: %llu extents (%llu bytes)%s", pass == PASS_VERIFY ?
+	    "verify" : pass == PASS_CSUM ? "resync: comparing checksums of" :
+	    "resync: copying", (unsigned long long)n,
+	    (unsigned long long)sy->sy_total,
+	    p->p_cfg.resync_rate ? ", rate-limited" : "");
+	sync_pump(p);
+}
+
+/* The pass has nothing left in flight and nothing left to issue. */
+static void
+pass_end(struct primary *p)
+{
+	struct sync *sy = p->p_sync;
+	struct cr *c = &p->p_cr;
+	enum pass pass = sy->sy_pass;
+	uint64_t ms = (now_ns() - sy->sy_run_start_ns) / 1000000;
+
+	sy->sy_pass = PASS_NONE;
+	cr_save(c);		/* cleared and marked bits alike */
+	switch (pass) {
+	case PASS_VERIFY:
+		sy->sy_v_done = 1;
+		log_info("verify complete: %llu of %llu extents differ%s",
+		    (unsigned long long)sy->sy_v_mismatch,
+		    (unsigned long long)sy->sy_v_checked,
+		    sy->sy_v_mismatch ? "; marked: `duetctl resync` copies "
+		    "them" : "");
+		return;
+	case PASS_CSUM:
+		pass_begin(p, PASS_COPY, 0, c->c_nbits);
+		return;
+	case PASS_COPY:
+		if (c->c_ndirty > 0 && sy->sy_pass_copied > 0) {
+			pass_begin(p, PASS_COPY, 0, c->c_nbits);
+			return;
+		}
+		break;
+	default:
+		return;
+	}
+	if (c->c_ndirty > 0) {
+		log_warnx("resync: %llu extents still differ",
+		    (unsigned long long)c->c_ndirty);
+		return;
+	}
+	sy->sy_in_sync = 1;
+	repl_in_sync(p);
+	notify_status("mirror up to date");
+	log_info("resync complete: %llu extents copied, %llu bytes of data, "
+	    "in %llu.%03llu s; the mirror is up to date",
+	    (unsigned long long)sy->sy_run_extents,
+	    (unsigned long long)sy->sy_run_data,
+	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000));
+}
+
+/* SHA-256 of each extent of r's data into out[WIRE_DIGEST_LEN * n]. */
+static void
+digests(struct primary *p, const struct preq *r, uint8_t *out)
+{
+	uint64_t pos, n;
+
+	for (pos = 0; pos < r->pr_op.len; pos += n) {
+		n = MIN(ext_bytes(p), r->pr_op.len - pos);
+		VERIFY(EVP_Digest(r->pr_data + pos, n, out, NULL, EVP_sha256(),
+		    NULL) == 1);
+		out += WIRE_DIGEST_LEN;
+	}
+}
+
+int
+sync_csum_reply(struct primary *p, struct preq *r, const uint8_t *theirs,
+    uint32_t len)
+{
+	struct sync *sy = p->p_sync;
+	uint64_t next = (r->pr_op.len + ext_bytes(p) - 1) / ext_bytes(p), i;
+	uint64_t e0 = r->pr_op.off / ext_bytes(p);
+	uint8_t *ours;
+	int verify = (uint64_t)(uintptr_t)r->pr_arg == sy->sy_gen &&
+	    sy->sy_pass == PASS_VERIFY;
+
+	if (len != next * WIRE_DIGEST_LEN)
+		return -1;
+	if ((uint64_t)(uintptr_t)r->pr_arg != sy->sy_gen)
+		return 0;	/* from an abandoned pass */
+	VERIFY((ours = malloc(len)) != NULL);
+	digests(p, r, ours);
+	for (i = 0; i < next; i++) {
+		int same = memcmp(ours + i * WIRE_DIGEST_LEN,
+		    theirs + i * WIRE_DIGEST_LEN, WIRE_DIGEST_LEN) == 0;
+
+		if (verify) {
+			sy->sy_v_checked++;
+			if (!same) {
+				sy->sy_v_mismatch++;
+				cr_mark(&p->p_cr, (e0 + i) * ext_bytes(p), 1);
+				log_warnx("verify: extent %llu (bytes %llu+%llu) "
+				    "differs on the mirror",
+				    (unsigned long long)(e0 + i),
+				    (unsigned long long)((e0 + i) * ext_bytes(p)),
+				    (unsigned long long)ext_bytes(p));
+			}
+		} else if (same) {
+			sy->sy_csum_same++;
+			cr_clear(&p->p_cr, e0 + i);
+		}
+	}
+	free(ours);
+	return 0;
+}
+
+/* A chunk is answered: applied (or compared) on the mirror, or lost. */
 static void
 sync_chunk_done(struct preq *r)
 {
@@ -103,27 +287,85 @@ sync_chunk_done(struct preq *r)
 	struct sync *sy = p->p_sync;
 	int current = (uint64_t)(uintptr_t)r->pr_arg == sy->sy_gen;
 	int failed = (r->pr_state & PR_LOST) || r->pr_local_status != 0;
+	uint64_t e, e0 = r->pr_op.off / ext_bytes(p);
+	uint64_t e1 = e0 + (r->pr_op.len + ext_bytes(p) - 1) / ext_bytes(p);
 
-	if (current) {
-		sy->sy_outstanding--;
-		if (!failed)
-			sy->sy_done += r->pr_op.len;
-		if (r->pr_nonzero)
-			sy->sy_data_bytes += r->pr_op.len;
-	}
 	if (r->pr_local_status != 0)
-		log_warnx("sync: reading %llu+%llu: %s; sync stopped",
+		log_warnx("resync: reading %llu+%llu: %s; pass stopped",
 		    (unsigned long long)r->pr_op.off,
 		    (unsigned long long)r->pr_op.len,
 		    strerror(-r->pr_local_status));
-	io_free(p, r);
-	if (!current)
-		return;		/* from a session that is gone */
-	if (failed) {
-		sy->sy_running = 0;
-		return;
+	if (current) {
+		sy->sy_outstanding--;
+		sy->sy_done += r->pr_op.len;
+		if (!failed && r->pr_kind == SY_COPY) {
+			for (e = e0; e < e1; e++)
+				cr_clear(&p->p_cr, e);
+			sy->sy_pass_copied += e1 - e0;
+			sy->sy_copied_extents += e1 - e0;
+			sy->sy_copied_bytes += r->pr_op.len;
+			sy->sy_run_extents += e1 - e0;
+			if (r->pr_nonzero) {
+				sy->sy_data_bytes += r->pr_op.len;
+				sy->sy_run_data += r->pr_op.len;
+			}
+		}
+		if (failed)
+			sy->sy_pass = PASS_NONE;	/* the session is gone */
 	}
-	sync_pump(p);
+	io_free(p, r);
+	if (current && !failed)
+		sync_pump(p);
+}
+
+/* Whether the rate limit lets len more bytes go now; if not, wakes the
+ * pump when it will. */
+static int
+rate_allows(struct primary *p, uint64_t len)
+{
+	struct sync *sy = p->p_sync;
+	uint64_t rate = p->p_cfg.resync_rate, elapsed, allowed, wait_ns;
+	struct timeval tv;
+
+	if (rate == 0)
+		return 1;
+	elapsed = now_ns() - sy->sy_start_ns;
+	allowed = (uint64_t)((double)rate * (double)elapsed / 1e9) + SYNC_CHUNK;
+	if (sy->sy_issued + len <= allowed)
+		return 1;
+	wait_ns = (uint64_t)((double)(sy->sy_issued + len - allowed) * 1e9 /
+	    (double)rate) + 1000000;
+	tv.tv_sec = (time_t)(wait_ns / 1000000000);
+	tv.tv_usec = (suseconds_t)(wait_ns % 1000000000 / 1000);
+	if (!evtimer_pending(sy->sy_rate_timer, NULL))
+		evtimer_add(sy->sy_rate_timer, &tv);
+	return 0;
+}
+
+/* The next chunk of the pass from the cursor: [*off, *off + *len). */
+static int
+next_chunk(struct primary *p, uint64_t *off, uint64_t *len)
+{
+	struct sync *sy = p->p_sync;
+	struct cr *c = &p->p_cr;
+	uint64_t ext = ext_bytes(p), per = MAX(SYNC_CHUNK / ext, 1);
+	uint64_t e, n;
+
+	if (sy->sy_pass == PASS_VERIFY) {
+		e = sy->sy_cursor;
+		n = MIN(per, sy->sy_stop - e);
+	} else {
+		e = cr_next(c, sy->sy_cursor);
+		n = 0;
+		while (e + n < sy->sy_stop && n < per && cr_test(c, e + n))
+			n++;
+	}
+	if (e >= sy->sy_stop || n == 0)
+		return 0;
+	*off = e * ext;
+	*len = MIN(n * ext, p->p_cfg.vol_size - *off);
+	sy->sy_cursor = e + n;
+	return 1;
 }
 
 static void
@@ -131,38 +373,34 @@ sync_pump(struct primary *p)
 {
 	struct sync *sy = p->p_sync;
 	struct preq *r;
-	uint64_t len;
+	uint64_t off, len;
 
-	while (sy->sy_running && sy->sy_outstanding < SYNC_DEPTH &&
-	    sy->sy_cursor < p->p_cfg.vol_size && repl_connected(p) &&
-	    repl_window_open(p) && !p->p_stopping) {
-		len = MIN(SYNC_CHUNK, p->p_cfg.vol_size - sy->sy_cursor);
-		if ((r = io_alloc(p, len)) == NULL)
-			break;	/* retried when a chunk completes */
+	while (sy->sy_pass != PASS_NONE && sy->sy_outstanding < SYNC_DEPTH &&
+	    repl_connected(p) && repl_window_open(p) && !p->p_stopping &&
+	    rate_allows(p, MIN(SYNC_CHUNK, p->p_cfg.vol_size))) {
+		uint64_t save = sy->sy_cursor;
+
+		if (!next_chunk(p, &off, &len))
+			break;
+		if ((r = io_alloc(p, len)) == NULL) {
+			sy->sy_cursor = save;	/* retried when a chunk completes */
+			break;
+		}
 		r->pr_op.type = TG_OTHER;
-		r->pr_op.off = sy->sy_cursor;
+		r->pr_op.off = off;
 		r->pr_op.len = len;
+		r->pr_kind = sy->sy_pass == PASS_COPY ? SY_COPY : SY_CSUM;
 		r->pr_done = sync_chunk_done;
 		r->pr_arg = (void *)(uintptr_t)sy->sy_gen;
-		sy->sy_cursor += len;
 		sy->sy_outstanding++;
+		sy->sy_issued += len;
 		io_submit(p, r);
 	}
-	if (sy->sy_running && sy->sy_outstanding == 0 &&
-	    sy->sy_cursor >= p->p_cfg.vol_size) {
-		uint64_t ms = (now_ns() - sy->sy_start_ns) / 1000000;
-
-		sy->sy_running = 0;
-		sy->sy_complete = 1;
-		repl_in_sync(p);
-		notify_status("mirror up to date");
-		log_info("sync complete: %llu bytes of data, %llu zero, in "
-		    "%llu.%03llu s; the mirror is up to date",
-		    (unsigned long long)sy->sy_data_bytes,
-		    (unsigned long long)(p->p_cfg.vol_size - sy->sy_data_bytes),
-		    (unsigned long long)(ms / 1000),
-		    (unsigned long long)(ms % 1000));
-	}
+	if (sy->sy_pass != PASS_NONE && sy->sy_outstanding == 0 &&
+	    (sy->sy_cursor >= sy->sy_stop ||
+	    (sy->sy_pass != PASS_VERIFY && cr_next(&p->p_cr, sy->sy_cursor) >=
+	    sy->sy_stop)))
+		pass_end(p);
 }
 
 void
@@ -170,47 +408,123 @@ sync_start(struct primary *p)
 {
 	struct sync *sy = p->p_sync;
 
-	/* Chunks of an earlier session still out are counted off by gen. */
-	sy->sy_gen++;
-	sy->sy_running = 1;
-	sy->sy_cursor = 0;
-	sy->sy_outstanding = 0;
-	sy->sy_data_bytes = 0;
-	sy->sy_done = 0;
-	sy->sy_complete = 0;
-	sy->sy_start_ns = now_ns();
-	log_info("sync: copying the volume to the mirror (%llu bytes)",
-	    (unsigned long long)p->p_cfg.vol_size);
-	sync_pump(p);
+	sy->sy_in_sync = 0;
+	sy->sy_run_start_ns = now_ns();
+	sy->sy_run_extents = sy->sy_run_data = 0;
+	pass_begin(p, p->p_cfg.resync_checksums ? PASS_CSUM : PASS_COPY, 0,
+	    p->p_cr.c_nbits);
 }
 
 void
 sync_kick(struct primary *p)
 {
-	if (p->p_sync->sy_running)
+	if (p->p_sync->sy_pass != PASS_NONE)
 		sync_pump(p);
 }
 
-/*
- * The sync's part of "status". Without change records, a mirror that is
- * not connected, or not yet through a full sync, may lack anything: all of
- * the volume counts as out of sync until a sync completes.
- */
-void
-sync_status(struct primary *p, json_t *o)
+/* ---- admin verbs -------------------------------------------------------- */
+
+static int
+parse_offset(const char *s, uint64_t *out)
+{
+	return config_parse_size(s, out);
+}
+
+json_t *
+sync_verify(struct primary *p, const char *args)
 {
 	struct sync *sy = p->p_sync;
-	uint64_t size = p->p_cfg.vol_size, oos;
-	double secs = (double)(now_ns() - sy->sy_start_ns) / 1e9;
-	double rate = sy->sy_running && secs > 0 ? (double)sy->sy_done / secs : 0;
+	uint64_t start = 0, stop = p->p_cfg.vol_size, ext = ext_bytes(p);
+	char buf[256], *tok, *save = NULL;
 
-	oos = !repl_connected(p) ? size : sy->sy_complete ? 0 : size - sy->sy_done;
-	json_object_set_new(o, "out_of_sync_bytes", json_integer((json_int_t)oos));
-	json_object_set_new(o, "resync", json_pack("{s:b, s:f, s:I, s:o}",
-	    "running", sy->sy_running,
-	    "progress", size ? (double)sy->sy_done / (double)size : 1.0,
-	    "rate_bytes_per_s", (json_int_t)rate,
-	    "eta_s", sy->sy_running && rate > 0 ?
-	    json_integer((json_int_t)((double)(size - sy->sy_done) / rate)) :
-	    json_null()));
+	snprintf(buf, sizeof(buf), "%s", args);
+	for (tok = strtok_r(buf, " ", &save); tok != NULL;
+	    tok = strtok_r(NULL, " ", &save)) {
+		char *val = strtok_r(NULL, " ", &save);
+		uint64_t *dst = strcmp(tok, "--start") == 0 ? &start :
+		    strcmp(tok, "--stop") == 0 ? &stop : NULL;
+
+		if (dst == NULL)
+			return ctl_error("bad-argument", "verify: unknown "
+			    "argument \"%s\" (use --start OFFSET --stop OFFSET)",
+			    tok);
+		if (val == NULL || parse_offset(val, dst) != 0)
+			return ctl_error("bad-argument", "verify: %s needs a "
+			    "byte offset such as 1G", tok);
+	}
+	if (start >= stop || stop > p->p_cfg.vol_size)
+		return ctl_error("bad-argument", "verify: need start < stop <= "
+		    "volume size (%llu)", (unsigned long long)p->p_cfg.vol_size);
+	if (!repl_connected(p))
+		return ctl_error("not-connected", "verify: the mirror is not "
+		    "connected");
+	if (sy->sy_pass != PASS_NONE)
+		return ctl_error("busy", "verify: a %s pass is running",
+		    pass_names[sy->sy_pass]);
+	sy->sy_v_start = start / ext * ext;
+	sy->sy_v_stop = MIN((stop + ext - 1) / ext * ext, p->p_cfg.vol_size);
+	sy->sy_v_mismatch = sy->sy_v_checked = 0;
+	sy->sy_v_done = 0;
+	pass_begin(p, PASS_VERIFY, start / ext, (stop + ext - 1) / ext);
+	return json_pack("{s:b, s:I, s:I}", "ok", 1,
+	    "start", (json_int_t)sy->sy_v_start,
+	    "stop", (json_int_t)sy->sy_v_stop);
+}
+
+json_t *
+sync_resync(struct primary *p)
+{
+	struct sync *sy = p->p_sync;
+
+	if (!repl_connected(p))
+		return ctl_error("not-connected", "resync: the mirror is not "
+		    "connected (a resync starts by itself when it is)");
+	if (sy->sy_pass != PASS_NONE)
+		return ctl_error("busy", "resync: a %s pass is running",
+		    pass_names[sy->sy_pass]);
+	pass_begin(p, PASS_COPY, 0, p->p_cr.c_nbits);
+	return json_pack("{s:b, s:I}", "ok", 1,
+	    "extents", (json_int_t)p->p_cr.c_ndirty);
+}
+
+/* The passes' part of "status". */
+void
+sync_status(struct primary *p, json_t *o, json_t *counters)
+{
+	struct sync *sy = p->p_sync;
+	int resync = sy->sy_pass == PASS_COPY || sy->sy_pass == PASS_CSUM;
+	double secs = (double)(now_ns() - sy->sy_start_ns) / 1e9;
+	double rate = secs > 0 ? (double)sy->sy_done / secs : 0;
+	uint64_t left = sy->sy_total > sy->sy_done ? sy->sy_total - sy->sy_done : 0;
+
+	json_object_set_new(o, "out_of_sync_bytes", json_integer((json_int_t)
+	    MIN(p->p_cr.c_ndirty * ext_bytes(p), p->p_cfg.vol_size)));
+	json_object_set_new(o, "out_of_sync_extents",
+	    json_integer((json_int_t)p->p_cr.c_ndirty));
+	json_object_set_new(o, "resync", json_pack("{s:b, s:s, s:f, s:I, s:o}",
+	    "running", resync,
+	    "pass", resync ? pass_names[sy->sy_pass] : "none",
+	    "progress", resync && sy->sy_total ?
+	    (double)sy->sy_done / (double)sy->sy_total : 1.0,
+	    "rate_bytes_per_s", (json_int_t)(resync ? rate : 0),
+	    "eta_s", resync && rate > 0 ?
+	    json_integer((json_int_t)((double)left / rate)) : json_null()));
+	json_object_set_new(o, "verify", json_pack("{s:b, s:b, s:f, s:I, s:I, "
+	    "s:I, s:I}",
+	    "running", sy->sy_pass == PASS_VERIFY,
+	    "done", sy->sy_v_done,
+	    "progress", sy->sy_pass == PASS_VERIFY && sy->sy_total ?
+	    (double)sy->sy_done / (double)sy->sy_total : sy->sy_v_done ? 1.0 : 0,
+	    "start", (json_int_t)sy->sy_v_start,
+	    "stop", (json_int_t)sy->sy_v_stop,
+	    "checked_extents", (json_int_t)sy->sy_v_checked,
+	    "mismatched_extents", (json_int_t)sy->sy_v_mismatch));
+	json_object_set_new(counters, "resync_extents",
+	    json_integer((json_int_t)sy->sy_copied_extents));
+	json_object_set_new(counters, "resync_bytes",
+	    json_integer((json_int_t)sy->sy_copied_bytes));
+	json_object_set_new(counters, "resync_data_bytes",
+	    json_integer((json_int_t)sy->sy_data_bytes));
+	json_object_set_new(counters, "resync_checksum_matches",
+	    json_integer((json_int_t)sy->sy_csum_same));
 }

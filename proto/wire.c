@@ -41,7 +41,7 @@
  *  - Hello layout (all little-endian), 384 bytes:
  *      0 proto_version, 4 capabilities, 8 uuid[16], 24 volume_size,
  *      32 extent_size, 36 max_payload, 40 gen_current, 48 gen_history[4],
- *      80 status, 84..127 reserved (sent as zero, ignored on receipt),
+ *      80 status, 84 hflags, 88..127 reserved (sent as zero, ignored on receipt),
  *      128..383 reason, NUL-padded.
  *    Decoding rejects (EHELLO) a wrong length, a negative status, a reason
  *    without a NUL in its 256 bytes, or non-NUL bytes after the first NUL;
@@ -68,6 +68,7 @@
 #define HELLO_OFF_GENCUR	40
 #define HELLO_OFF_GENHIST	48
 #define HELLO_OFF_STATUS	80
+#define HELLO_OFF_HFLAGS	84
 #define HELLO_OFF_REASON	128
 
 _Static_assert(HELLO_OFF_GENHIST + 8 * WIRE_GEN_HISTORY <= HELLO_OFF_STATUS,
@@ -328,6 +329,7 @@ wire_encode_hello(uint8_t *out, const struct wire_hello *h)
 	for (i = 0; i < WIRE_GEN_HISTORY; i++)
 		put64(out + HELLO_OFF_GENHIST + 8 * i, h->gen_history[i]);
 	put32(out + HELLO_OFF_STATUS, (uint32_t)h->status);
+	put32(out + HELLO_OFF_HFLAGS, h->hflags);
 	rlen = strnlen(h->reason, WIRE_REASON_MAX - 1);
 	memcpy(out + HELLO_OFF_REASON, h->reason, rlen);
 }
@@ -362,6 +364,7 @@ wire_decode_hello(const uint8_t *buf, size_t len, struct wire_hello *h)
 	for (i = 0; i < WIRE_GEN_HISTORY; i++)
 		h->gen_history[i] = get64(buf + HELLO_OFF_GENHIST + 8 * i);
 	h->status = (int32_t)status;
+	h->hflags = get32(buf + HELLO_OFF_HFLAGS);
 	memcpy(h->reason, r, WIRE_REASON_MAX);
 	h->reason[WIRE_REASON_MAX - 1] = '\0';
 	return WIRE_OK;

@@ -34,7 +34,13 @@
  *   CSUM_REPLY        span, aligned, payload = digests (WIRE_DIGEST_LEN each)
  *   PING              plen == 0 (a reply is a PING with WIRE_F_PONG; the
  *                     primary sets WIRE_F_IN_SYNC once everything before
- *                     it has been sent: the mirror is then up to date)
+ *                     it has been sent and nothing is left to resync: the
+ *                     mirror is then up to date). The primary's frontier
+ *                     rides on it, so an idle mirror learns it too.
+ *
+ * After HELLO_ACK the mirror sends its change record as CR_XFER frames
+ * (the last has WIRE_F_LAST) before anything else; CSUM_REPLY and
+ * READ_DATA answer CSUM_REQ and READ_REQ by seq and stand for their ACK.
  *   GOODBYE           payload = optional UTF-8 reason text
  *
  * Every payload-bearing type is bounded by the negotiated maximum.
@@ -90,6 +96,14 @@ enum wire_type {
 #define WIRE_CAP_ACK_RECEIVED 0x0001u	/* primary wants RECEIVED acks (memsync) */
 #define WIRE_CAP_ACK_APPLIED  0x0002u	/* primary wants APPLIED acks (sync) */
 
+/* HELLO_ACK flags. */
+#define WIRE_HF_FULL      0x0001u	/* the mirror shares no generation:
+					 * every extent must be copied */
+
+/* HELLO_ACK status (not an errno): the two sides' data generations have
+ * diverged; nothing is copied until an operator resolves it. */
+#define WIRE_ST_SPLIT_BRAIN 0x10000
+
 /* Decoder results: 0, or a negative reason. Each malformed input has its own. */
 enum wire_err {
 	WIRE_OK = 0,
@@ -134,7 +148,9 @@ struct wire_hello {
 	uint32_t max_payload;
 	uint64_t gen_current;
 	uint64_t gen_history[WIRE_GEN_HISTORY];
-	int32_t  status;		/* HELLO_ACK: 0 or positive errno */
+	uint32_t hflags;		/* WIRE_HF_* */
+	int32_t  status;		/* HELLO_ACK: 0, a positive errno, or
+					 * WIRE_ST_SPLIT_BRAIN */
 	char     reason[WIRE_REASON_MAX];	/* HELLO_ACK refusal, NUL-terminated */
 };
 #define WIRE_HELLO_SIZE 384	/* encoded size, fixed (room to grow) */

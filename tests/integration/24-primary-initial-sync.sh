@@ -8,7 +8,7 @@
 # a randwrite burst at full speed, overlapping itself, on 32M..40M. After a
 # clean stop of both daemons, the mirror's volume equals the primary's.
 #
-# The sync skips holes: its "sync complete: N bytes of data" counts the
+# The sync skips holes: its "resync complete: ... N bytes of data" counts the
 # 1 MiB pieces that hold data, so N is the 32 MiB qemu-img wrote plus at
 # most the 16 MiB fio writes to, not the 64 MiB volume.
 NEED_PRIMARY=1
@@ -35,7 +35,7 @@ timeout 60 qemu-img compare -f raw -F raw "$T/src.raw" "$NBD_URI" \
     >"$T/compare.out" 2>&1 ||
     fail "qemu-img compare: $(cat "$T/compare.out")"
 echo "ok   qemu-img convert with the mirror down: $(cat "$T/compare.out")"
-grep -q 'sync complete' "$PRIMARY_LOG" && fail "a sync without a mirror?"
+grep -q 'resync complete' "$PRIMARY_LOG" && fail "a sync without a mirror?"
 
 # 2048 writes at 200/s: about 10 s, then the verify (the primary retries
 # 1, 3, 7 s after its start: the mirror is back by the third at the latest).
@@ -59,7 +59,7 @@ _alive "$fio_pid" ||
     fail "fio was done before the sync was (nothing written during it)"
 _alive "$burst_pid" ||
     fail "the fio burst was done before the sync was"
-echo "ok   $(grep 'sync complete' "$PRIMARY_LOG")"
+echo "ok   $(grep 'resync complete' "$PRIMARY_LOG")"
 bg_wait "$fio_pid" || fail "fio exited with $?: $(tail -30 "$T/fio.out")"
 grep -q 'err= *0' "$T/fio.out" || fail "fio: $(tail -30 "$T/fio.out")"
 grep -q 'READ: bw=' "$T/fio.out" || fail "fio did not verify: $(cat "$T/fio.out")"
@@ -67,7 +67,7 @@ bg_wait "$burst_pid" || fail "fio burst exited with $?: $(tail -30 "$T/burst.out
 grep -q 'err= *0' "$T/burst.out" || fail "fio burst: $(tail -30 "$T/burst.out")"
 echo "ok   fio during the sync: done, verified, no error; the burst too"
 
-n=$(sed -n 's/.*sync complete: \([0-9]*\) bytes of data.*/\1/p' "$PRIMARY_LOG")
+n=$(sed -n 's/.*resync complete: .* \([0-9]*\) bytes of data.*/\1/p' "$PRIMARY_LOG")
 [ -n "$n" ] || fail "no byte count in the sync line"
 [ "$n" -ge $((32 * MIB)) ] ||
     fail "the sync sent $n bytes of data, less than the 32 MiB written before it"

@@ -262,6 +262,31 @@ peer_hello(struct conn *c, const struct peer_opts *o, char *why, size_t whylen)
 		    WIRE_VERSION);
 		return PEER_EXIT_FAIL;
 	}
+	/* The mirror's change record follows (CR_XFER ... LAST): this peer
+	 * keeps no record of its own, so it only checks the framing. */
+	for (;;) {
+		while (c->inlen < WIRE_HDR_SIZE ||
+		    (wire_decode_hdr(c->in, c->inlen, &lim, &hdr) == WIRE_OK &&
+		    c->inlen < WIRE_HDR_SIZE + (size_t)hdr.plen)) {
+			if (c->eof || peer_now_ms() >= deadline) {
+				fprintf(stderr, "testpeer: no change record "
+				    "from %s after HELLO_ACK\n", c->addr);
+				return PEER_EXIT_FAIL;
+			}
+			if (conn_pump(c, 100) == -1)
+				return PEER_EXIT_FAIL;
+		}
+		if ((rc = wire_decode_hdr(c->in, c->inlen, &lim, &hdr)) !=
+		    WIRE_OK || hdr.type != WIRE_CR_XFER) {
+			fprintf(stderr, "testpeer: %s instead of the change "
+			    "record\n", rc != WIRE_OK ? wire_strerror(rc) :
+			    wire_type_name(hdr.type));
+			return PEER_EXIT_FAIL;
+		}
+		conn_consume(c, WIRE_HDR_SIZE + hdr.plen);
+		if (hdr.flags & WIRE_F_LAST)
+			break;
+	}
 	if (o->verbose)
 		fprintf(stderr, "testpeer: hello accepted (mirror max_payload "
 		    "%" PRIu32 ", size %" PRIu64 ")\n", ack.max_payload,

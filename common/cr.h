@@ -1,0 +1,88 @@
+/*
+ * cr.h: the change record and the activity log, in memory, over the
+ * metadata file (meta.h). Event thread only.
+ *
+ * The change record (c_bits) has one bit per extent (volume.extent_size)
+ * whose data the peer must be sent. The activity log (AL) is the set of
+ * hot META_AL_EXTENT extents that have writes not yet on both sides. The
+ * invariant, kept across any crash:
+ *
+ *   on disk (bitmap copy of the header) | hot AL extents
+ *      covers  in-memory bits | extents with writes in flight
+ *
+ * so that after a crash, the recorded bits plus every extent of the AL
+ * are all that can differ. A write takes AL references (cr_begin) before
+ * it is issued; making an extent hot is committed to the file first. An
+ * extent leaves the AL (least recently used, no references) only after
+ * the bits set inside it are on disk. Clearing bits is lazy (cr_save).
+ */
+#ifndef DUET_CR_H
+#define DUET_CR_H
+
+#include <stdint.h>
+
+#include "common/meta.h"
+
+struct config;
+
+struct cr {
+	struct meta	 c_m;		/* identity, generations, role, AL */
+	struct meta_file *c_mf;
+	char		 c_path[4096];
+	uint8_t		*c_bits;
+	uint64_t	 c_nbits;	/* extents in the volume */
+	uint64_t	 c_ndirty;	/* bits set */
+	uint32_t	 c_ext_size;
+	uint32_t	 c_al_cap;	/* AL entries kept when cold */
+	uint32_t	*c_al_refs;	/* parallel to c_m.md_al */
+	uint64_t	*c_al_tick;	/* last use, parallel to c_m.md_al */
+	int32_t		*c_al_slot;	/* AL extent -> index in md_al, or -1 */
+	uint64_t	 c_nal;		/* AL extents in the volume */
+	uint64_t	 c_tick;
+	int		 c_unsaved;	/* bits differ from the file */
+	int		 c_set_unsaved;	/* ... and some were set */
+	int		 c_failed;	/* a metadata write failed */
+	uint64_t	 c_al_commits;	/* header writes for the AL */
+	uint64_t	 c_bm_commits;	/* bitmap writes */
+};
+
+/*
+ * Opens (or creates) cfg's volume.metadata. After an unclean stop every
+ * extent of the AL is marked changed. Returns 0 (loaded), 1 (created), or
+ * -1 with err naming the file.
+ */
+int  cr_open(struct cr *c, const struct config *cfg, char *err, size_t errlen);
+/* Saves the record; clean: marks the stop clean (nothing in flight). */
+int  cr_close(struct cr *c, int clean);
+
+/*
+ * Takes refs references on the AL extents of [off, off+len). Returns 0,
+ * 1 when the AL is full of busy extents (the range was marked changed and
+ * saved instead: pass tracked = 0 to cr_end), or -1 when the metadata
+ * file cannot be written (the write must fail).
+ */
+int  cr_begin(struct cr *c, uint64_t off, uint64_t len, unsigned refs);
+void cr_end(struct cr *c, uint64_t off, uint64_t len, unsigned refs,
+    int tracked);
+
+/* Marks the extents of [off, off+len) changed (in memory: the caller
+ * holds AL references on them, or calls cr_save). */
+void cr_mark(struct cr *c, uint64_t off, uint64_t len);
+void cr_mark_all(struct cr *c);
+void cr_clear(struct cr *c, uint64_t ext);
+int  cr_test(const struct cr *c, uint64_t ext);
+/* The first set bit at or after ext, or c_nbits. */
+uint64_t cr_next(const struct cr *c, uint64_t ext);
+/* ORs in a peer's record (c_nbits bits). */
+void cr_merge(struct cr *c, const uint8_t *bits);
+
+/* Writes the bitmap if it changed. 0 or -1 (logged). */
+int  cr_save(struct cr *c);
+/* Writes the header after a change to c_m. 0 or -1 (logged). */
+int  cr_commit(struct cr *c);
+/* Starts a new data generation (the old one goes to the history). */
+int  cr_new_gen(struct cr *c);
+/* Whether gen is the current generation or in the history. */
+int  cr_knows_gen(const struct meta *m, uint64_t gen);
+
+#endif
