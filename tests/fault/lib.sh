@@ -1,0 +1,118 @@
+# lib.sh: helpers for tests/fault/NN-*.sh (POSIX sh; sourced), on top of
+# tests/integration/lib.sh (its $T, cleanup by pid, fail, need, bg,
+# start_primary / start_mirror, same_images ... all apply).
+#
+# The primary reaches the mirror through duet-faultproxy, so a test can
+# cut, slow or reset the link: $PORT is the mirror's listening port,
+# $PROXY_PORT the proxy's, and the primary's config points at the proxy.
+#
+#   fault_setup MODE [SIZE]  certs, both configs (mode MODE, volume SIZE,
+#                       default 1G), the proxy started
+#   proxy CMD...        a proxy command: pass, delay MS, rate BPS,
+#                       blackhole, refuse, reset, status
+#   pstat EXPR          evaluate EXPR (Python, on the primary's status JSON
+#                       as s) and print it, e.g. pstat 's["disk"]'
+#   mstat EXPR          the same on the mirror's status
+#   wait_status WHO EXPR [SECS]  wait (default 60 s) until EXPR is true
+#   wait_in_sync [SECS] wait until the primary reports nothing out of sync
+#                       and no resync running, with the mirror connected
+#   stamp_writes N OFF  N 4 KiB writes through qemu-io at OFF, OFF+4K ...,
+#                       each filled with its index (pattern = i % 251 + 1);
+#                       one "wrote" line per acknowledged write in
+#                       $T/stamps.out
+#   check_stamps FILE OFF  every stamp acknowledged (written at OFF) is in
+#                       FILE (an image)
+NEED_PRIMARY=1
+. "$(dirname "$0")/../integration/lib.sh"
+need python3
+need socat
+
+FAULTPROXY=$DUET_BUILD/tests/duet-faultproxy
+[ -x "$FAULTPROXY" ] || fail "$FAULTPROXY is not built (make)"
+PROXY_CTL=$T/proxy.ctl
+PROXY_LOG=$T/proxy.log
+
+fault_setup() {
+	_mode=$1
+	SIZE=${2:-1G}
+	mk_certs
+	PORT=$(free_port)
+	write_conf "$T/mirror.conf" "$SIZE"
+	"$FAULTPROXY" -l 127.0.0.1:0 -t "127.0.0.1:$PORT" -c "$PROXY_CTL" \
+	    >"$T/proxy.out" 2>"$PROXY_LOG" &
+	BG_PIDS="$BG_PIDS $!"
+	wait_for "$T/proxy.out" '^listening ' $! || fail "the proxy did not start"
+	PROXY_PORT=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/proxy.out")
+	_p=$PORT
+	PORT=$PROXY_PORT
+	write_primary_conf "$T/primary.conf" "$_mode" "$SIZE"
+	PORT=$_p
+}
+
+proxy() {
+	_r=$(printf '%s\n' "$*" | socat -t 2 - "UNIX-CONNECT:$PROXY_CTL") ||
+	    fail "proxy $*: no answer"
+	case $_r in
+	ok*|mode=*) ;;
+	*) fail "proxy $*: $_r" ;;
+	esac
+}
+
+_stat() {
+	"$DUET_BUILD/duetctl" -s "$1" status --json 2>/dev/null |
+	    python3 -c 'import json, sys
+s = json.load(sys.stdin)
+print(eval(sys.argv[1]))' "$2"
+}
+pstat() { _stat "$PRIMARY_STATUS" "$1"; }
+mstat() { _stat "$MIRROR_STATUS" "$1"; }
+
+wait_status() {
+	_who=$1 _expr=$2 _secs=${3:-60}
+	_n=0
+	until [ "$(_stat "$_who" "bool($_expr)" 2>/dev/null)" = True ]; do
+		_n=$((_n + 1))
+		[ $_n -le $((_secs * 5)) ] ||
+		    fail "after $_secs s, still not: $_expr"
+		sleep 0.2
+	done
+}
+
+wait_in_sync() {
+	wait_status "$PRIMARY_STATUS" 's["connection"]["state"] == "connected"
+	    and s["out_of_sync_extents"] == 0 and not s["resync"]["running"]' \
+	    "${1:-60}"
+}
+
+stamp_writes() {
+	_cmds=""
+	_i=0
+	while [ $_i -lt "$1" ]; do
+		_cmds="$_cmds -c 'write -P $((_i % 251 + 1)) $(($2 + _i * 4096)) 4k'"
+		_i=$((_i + 1))
+	done
+	eval "qemu-io -f raw $_cmds '$NBD_URI'" >"$T/stamps.out" 2>&1
+}
+
+check_stamps() {
+	python3 - "$1" "$T/stamps.out" "$2" <<'PY' || fail "acknowledged writes missing in $1"
+import re, sys
+img = open(sys.argv[1], "rb")
+base = int(sys.argv[3])
+bad = n = 0
+for line in open(sys.argv[2]):
+    m = re.match(r"wrote 4096/4096 bytes at offset (\d+)", line)
+    if not m:
+        continue
+    off = int(m.group(1))
+    want = (off - base) // 4096 % 251 + 1
+    n += 1
+    img.seek(off)
+    if img.read(4096) != bytes([want]) * 4096:
+        bad += 1
+        if bad <= 5:
+            print(f"offset {off}: not filled with {want}", file=sys.stderr)
+print(f"{n} acknowledged writes checked, {bad} missing")
+sys.exit(1 if bad or n == 0 else 0)
+PY
+}
