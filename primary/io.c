@@ -26,6 +26,7 @@
 
 #include "common/apply.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/util.h"
 #include "primary/primary.h"
 
@@ -79,6 +80,59 @@ inc_remove(struct primary *p, struct preq *r)
 	r->pr_inc_prev = r->pr_inc_next = NULL;
 }
 
+static void io_finish(struct primary *, struct preq *);
+
+/* A mirror read for a client read that failed here: its data becomes
+ * the client's answer. */
+static void
+remote_read_done(struct preq *rr)
+{
+	struct primary *p = rr->pr_p;
+	struct preq *r = rr->pr_arg;
+
+	if (!(rr->pr_state & PR_LOST)) {
+		memcpy(r->pr_data, rr->pr_data, r->pr_op.len);
+		r->pr_local_status = 0;
+		p->p_remote_reads++;
+	}
+	io_free(p, rr);
+	io_finish(p, r);
+}
+
+/*
+ * A client read failed on the local disk (or the disk failed before):
+ * the disk is failed from now on (DESIGN.md: reads are served by the
+ * mirror, writes go to it alone), and an up-to-date mirror is asked for
+ * the data. Returns 1 if r waits for it, 0 if r must fail.
+ */
+static int
+read_from_mirror(struct primary *p, struct preq *r)
+{
+	struct preq *rr;
+
+	if (!p->p_disk_failed) {
+		p->p_disk_failed = 1;
+		log_warnx("storage: reading %llu+%llu: %s; the disk is failed: "
+		    "reads are served by the mirror and writes go to it alone "
+		    "until duet-primary is restarted on a good disk",
+		    (unsigned long long)r->pr_op.off,
+		    (unsigned long long)r->pr_op.len,
+		    strerror(-r->pr_local_status));
+		notify_status("disk failed; serving from the mirror");
+	}
+	if (!repl_connected(p) || !sync_mirror_current(p) ||
+	    (rr = io_alloc(p, r->pr_op.len)) == NULL)
+		return 0;
+	rr->pr_op.type = TG_OTHER;
+	rr->pr_op.off = r->pr_op.off;
+	rr->pr_op.len = r->pr_op.len;
+	rr->pr_kind = SY_RREAD;
+	rr->pr_done = remote_read_done;
+	rr->pr_arg = r;
+	io_submit(p, rr);
+	return 1;
+}
+
 /* Answers r once both sides are done and its frame (if any) has left. */
 static void
 io_maybe_finish(struct primary *p, struct preq *r)
@@ -87,6 +141,15 @@ io_maybe_finish(struct primary *p, struct preq *r)
 		return;
 	if ((r->pr_state & PR_REPLICATE) && !(r->pr_state & PR_SENT))
 		return;
+	if (r->pr_local_status == -EIO && r->pr_op.type == TG_READ &&
+	    r->pr_done == NULL && read_from_mirror(p, r))
+		return;
+	io_finish(p, r);
+}
+
+static void
+io_finish(struct primary *p, struct preq *r)
+{
 	if (r->pr_local_status != 0) {
 		r->pr_status = r->pr_local_status == -ENOSPC ? ENOSPC : EIO;
 		p->p_errors++;
@@ -164,6 +227,9 @@ io_apply(void *ctx, struct tg_op *op, uint64_t off, uint64_t len, void *buf)
 {
 	struct primary *p = ctx;
 
+	/* A failed disk is not touched: the mirror has the data. */
+	if (__atomic_load_n(&p->p_disk_failed, __ATOMIC_RELAXED))
+		return op->type == TG_READ || op->type == TG_OTHER ? -EIO : 0;
 	if (op->type == TG_OTHER)
 		return sync_read_piece(p, (struct preq *)op, off, len, buf);
 	return apply_storage(&p->p_st, op, off, len, buf);
@@ -173,7 +239,11 @@ static int
 io_flush(void *ctx)
 {
 	struct primary *p = ctx;
-	int rc = storage_flush(&p->p_st);
+	int rc;
+
+	if (__atomic_load_n(&p->p_disk_failed, __ATOMIC_RELAXED))
+		return 0;
+	rc = storage_flush(&p->p_st);
 
 	if (rc != 0)
 		log_warnx("storage: flush: %s", strerror(-rc));
@@ -273,6 +343,20 @@ io_submit(struct primary *p, struct preq *r)
 	op->frontier = 0;	/* locally nothing waits: see r->pr_frontier */
 	r->pr_frontier = io_frontier(p);
 
+	/* A mirror read for a failed disk goes to the mirror only. */
+	if (op->type == TG_OTHER && r->pr_kind == SY_RREAD) {
+		r->pr_state |= PR_LOCAL_DONE | PR_REPLICATE;
+		repl_send(p, r);
+		return;
+	}
+	/* With the disk failed, a write exists only if the mirror gets it. */
+	if (p->p_disk_failed && op->type != TG_READ && op->type != TG_OTHER &&
+	    !repl_connected(p)) {
+		r->pr_local_status = -EIO;
+		r->pr_state |= PR_LOCAL_DONE | PR_REMOTE_DONE;
+		io_maybe_finish(p, r);
+		return;
+	}
 	if ((op->type == TG_WRITE || op->type == TG_WRITE_ZEROES ||
 	    op->type == TG_TRIM) && io_cr_begin(p, r) != 0) {
 		r->pr_local_status = -EIO;	/* cr.c logged why */

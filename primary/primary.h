@@ -161,6 +161,7 @@ void sync_fini(struct primary *p);
 /* Internal requests' kinds (pr_kind). */
 #define SY_COPY		0	/* read here, write there */
 #define SY_CSUM		1	/* read here, compare checksums with there */
+#define SY_RREAD	2	/* read there, for a failed disk (io.c) */
 
 void sync_start(struct primary *p);	/* mirror session started */
 void sync_kick(struct primary *p);	/* the window has room again */
@@ -168,6 +169,8 @@ void sync_kick(struct primary *p);	/* the window has room again */
 int  sync_read_piece(struct primary *p, struct preq *r, uint64_t off,
     uint64_t len, void *buf);
 void sync_status(struct primary *p, json_t *o, json_t *counters);
+/* Whether the mirror holds all our data (its resync is through). */
+int  sync_mirror_current(struct primary *p);
 /* A CSUM_REPLY for r: compares, clears or marks. -1: wrong size. */
 int  sync_csum_reply(struct primary *p, struct preq *r, const uint8_t *theirs,
     uint32_t len);
@@ -190,6 +193,8 @@ struct primary {
 	struct event	*p_cr_timer;	/* saves cleared bits now and then */
 	struct tg	*p_tg;
 	int		 p_stopping;
+	int		 p_disk_failed;	/* a local read failed: the mirror
+					 * serves reads (atomic: workers) */
 
 	/* nbd.c */
 	struct evconnlistener *p_nbd_unix;
@@ -218,6 +223,7 @@ struct primary {
 	/* counters */
 	uint64_t	 p_reads, p_writes, p_flushes, p_trims, p_zeroes;
 	uint64_t	 p_bytes_read, p_bytes_written, p_errors;
+	uint64_t	 p_remote_reads;	/* reads served by the mirror */
 };
 
 /* main.c */

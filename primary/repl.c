@@ -258,6 +258,8 @@ frame_out(struct repl *rp, struct preq *r)
 	case TG_OTHER:	/* a resync read: its data, zeroes, or a checksum */
 		if (r->pr_kind == SY_CSUM) {
 			h.type = WIRE_CSUM_REQ;
+		} else if (r->pr_kind == SY_RREAD) {
+			h.type = WIRE_READ_REQ;
 		} else if (__atomic_load_n(&r->pr_nonzero, __ATOMIC_ACQUIRE)) {
 			h.type = WIRE_WRITE;
 			h.plen = (uint32_t)op->len;
@@ -379,7 +381,8 @@ handle_ack(struct repl *rp, const struct wire_hdr *h, unsigned kind,
 	if (e == NULL || (h->type != WIRE_ACK && (e->re_r == NULL ||
 	    e->re_r->pr_op.type != TG_OTHER || e->re_r->pr_op.off != h->offset ||
 	    e->re_r->pr_op.len != h->length ||
-	    (h->type == WIRE_CSUM_REPLY) != (e->re_r->pr_kind == SY_CSUM)))) {
+	    (h->type == WIRE_CSUM_REPLY) != (e->re_r->pr_kind == SY_CSUM) ||
+	    (h->type == WIRE_READ_DATA) != (e->re_r->pr_kind == SY_RREAD)))) {
 		repl_drop(rp, "%s for unknown operation %llu",
 		    wire_type_name(h->type), (unsigned long long)h->seq);
 		return;
@@ -392,6 +395,8 @@ handle_ack(struct repl *rp, const struct wire_hdr *h, unsigned kind,
 	}
 	if (kind == WIRE_ACK_APPLIED)
 		ring_settle(rp, e, status != 0);
+	if (h->type == WIRE_READ_DATA)
+		memcpy(e->re_r->pr_data, payload, h->plen);
 	if (h->type == WIRE_CSUM_REPLY &&
 	    sync_csum_reply(p, e->re_r, payload, h->plen) != 0) {
 		repl_drop(rp, "checksum reply of %u bytes for %llu bytes",
@@ -585,6 +590,7 @@ repl_read(struct bufferevent *bev, void *arg)
 			    (int)WIRE_ACK_STATUS(h.flags), NULL);
 			break;
 		case WIRE_CSUM_REPLY:
+		case WIRE_READ_DATA:
 			handle_ack(rp, &h, WIRE_ACK_APPLIED, 0, payload);
 			break;
 		case WIRE_PING:

@@ -21,8 +21,11 @@ status_reply(struct primary *p)
 	    "bytes_written", (json_int_t)p->p_bytes_written,
 	    "errors", (json_int_t)p->p_errors);
 
-	/* The primary's own disk is the reference copy. */
-	json_object_set_new(o, "disk", json_string("up-to-date"));
+	/* The primary's own disk is the reference copy, until it fails. */
+	json_object_set_new(o, "disk", json_string(p->p_disk_failed ?
+	    "failed" : "up-to-date"));
+	json_object_set_new(c, "remote_reads",
+	    json_integer((json_int_t)p->p_remote_reads));
 	status_generation(o, &p->p_cr);
 	repl_status(p, o, c);
 	sync_status(p, o, c);

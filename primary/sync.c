@@ -408,11 +408,17 @@ sync_start(struct primary *p)
 {
 	struct sync *sy = p->p_sync;
 
-	sy->sy_in_sync = 0;
+	sy->sy_in_sync = 0;	/* until this session's resync is through */
 	sy->sy_run_start_ns = now_ns();
 	sy->sy_run_extents = sy->sy_run_data = 0;
 	pass_begin(p, p->p_cfg.resync_checksums ? PASS_CSUM : PASS_COPY, 0,
 	    p->p_cr.c_nbits);
+}
+
+int
+sync_mirror_current(struct primary *p)
+{
+	return p->p_sync->sy_in_sync;
 }
 
 void
