@@ -171,6 +171,7 @@ sample_hello(void)
 	for (int i = 0; i < WIRE_GEN_HISTORY; i++)
 		h.gen_history[i] = UINT64_C(0x8000000000000000) + (uint64_t)i;
 	h.status = 13;
+	h.hflags = WIRE_HF_FULL;
 	strcpy(h.reason, "volume UUID mismatch");
 	return h;
 }
@@ -188,6 +189,7 @@ assert_hello_eq(const struct wire_hello *a, const struct wire_hello *b)
 	for (int i = 0; i < WIRE_GEN_HISTORY; i++)
 		ck_assert_uint_eq(a->gen_history[i], b->gen_history[i]);
 	ck_assert_int_eq(a->status, b->status);
+	ck_assert_uint_eq(a->hflags, b->hflags);
 	ck_assert_str_eq(a->reason, b->reason);
 }
 
