@@ -128,3 +128,12 @@ now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+int
+buf_is_zero(const void *buf, size_t len)
+{
+	const uint8_t *b = buf;
+
+	/* Each byte zero and equal to its successor: one memcmp. */
+	return len == 0 || (b[0] == 0 && memcmp(b, b + 1, len - 1) == 0);
+}

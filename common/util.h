@@ -35,4 +35,7 @@ void verify_failed(const char *expr, const char *file, int line)
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
 
+/* Whether len bytes at buf are all zero. */
+int buf_is_zero(const void *buf, size_t len);
+
 #endif

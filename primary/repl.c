@@ -82,6 +82,7 @@ struct repl {
 	uint64_t	 rp_drops;	/* sessions lost (reconnects) */
 	time_t		 rp_since;	/* last change of up / not up */
 	int		 rp_split;	/* the mirror said split brain */
+	uint64_t	 rp_zero_writes;	/* WRITEs sent as WRITE_ZEROES */
 	int		 rp_full;	/* the mirror shares no generation */
 	uint8_t		*rp_crbits;	/* the mirror's record, arriving */
 	uint64_t	 rp_crnext;	/* next extent expected in CR_XFER */
@@ -251,6 +252,14 @@ frame_out(struct repl *rp, struct preq *r)
 
 	switch (op->type) {
 	case TG_WRITE:
+		/* Zeros travel as a 48-byte frame; NO_HOLE keeps what a
+		 * write would do to the mirror's allocation. */
+		if (buf_is_zero(r->pr_data, op->len)) {
+			h.type = WIRE_WRITE_ZEROES;
+			h.flags |= WIRE_F_NO_HOLE;
+			rp->rp_zero_writes++;
+			break;
+		}
 		h.type = WIRE_WRITE;
 		h.plen = (uint32_t)op->len;
 		payload = r->pr_data;
@@ -891,6 +900,8 @@ repl_status(struct primary *p, json_t *o, json_t *counters)
 	    "bytes", (json_int_t)rp->rp_bytes));
 	json_object_set_new(counters, "reconnects",
 	    json_integer((json_int_t)rp->rp_drops));
+	json_object_set_new(counters, "writes_sent_as_zeroes",
+	    json_integer((json_int_t)rp->rp_zero_writes));
 	json_object_set_new(o, "last_error",
 	    status_str_or_null(rp->rp_state == R_UP ? NULL : rp->rp_last_err));
 }

@@ -97,21 +97,6 @@ sync_fini(struct primary *p)
 	FREE_AND_NULL(&p->p_sync);
 }
 
-static int
-all_zero(const uint8_t *b, uint64_t n)
-{
-	static const uint8_t zero[4096];
-
-	while (n > 0) {
-		uint64_t k = MIN(n, sizeof(zero));
-		if (memcmp(b, zero, k) != 0)
-			return 0;
-		b += k;
-		n -= k;
-	}
-	return 1;
-}
-
 /* Worker thread. */
 int
 sync_read_piece(struct primary *p, struct preq *r, uint64_t off,
@@ -134,7 +119,7 @@ sync_read_piece(struct primary *p, struct preq *r, uint64_t off,
 		dlen = MIN(dlen, end - doff);
 		if ((rc = storage_read(&p->p_st, b + (doff - off), dlen, doff)) != 0)
 			return rc;
-		if (!all_zero(b + (doff - off), dlen))
+		if (!buf_is_zero(b + (doff - off), dlen))
 			__atomic_store_n(&r->pr_nonzero, 1, __ATOMIC_RELEASE);
 		pos = doff + dlen;
 	}
