@@ -1,0 +1,88 @@
+#!/bin/sh
+# 10-kill-primary: duet-primary killed with SIGKILL in sync mode while fio
+# writes and acknowledged-write stamps are running.
+#
+#  1. every stamp the client saw acknowledged is on the mirror (and on the
+#     primary's disk) right after the kill
+#  2. the restarted primary marks its hot activity log regions, reconnects
+#     and resyncs only those: 0 < counters.resync_extents <= the 4 MiB
+#     regions fio and the stamps wrote (64 extents each); no "full resync"
+#     after the first one
+#  3. after clean stops the two volumes are equal byte for byte
+. "$(dirname "$0")/lib.sh"
+need fio
+need qemu-io
+need timeout
+
+MIB=1048576
+REGION=$((4 * MIB))		# META_AL_EXTENT
+EXT=$((64 * 1024))		# volume.extent_size in write_conf
+FIO_OFF=0 FIO_SIZE=$((16 * MIB))
+STAMP_OFF=$((100 * MIB)) STAMPS=1024
+
+# al_extents OFF LEN: the extents of the 4 MiB regions [OFF, OFF+LEN) touches.
+al_extents() {
+	echo $(( (($1 + $2 - 1) / REGION - $1 / REGION + 1) * (REGION / EXT) ))
+}
+
+# wait_stamps N: until N stamps are acknowledged (qemu-io buffers its output,
+# so they show up in bursts).
+wait_stamps() {
+	_n=0
+	while _c=$(grep -c '^wrote' "$T/stamps.out" 2>/dev/null)
+	    [ "${_c:-0}" -lt "$1" ]; do
+		_n=$((_n + 1))
+		[ $_n -le 150 ] || fail "fewer than $1 stamps acknowledged after 15 s"
+		sleep 0.1
+	done
+}
+
+fault_setup sync 256M
+start_mirror
+start_primary
+wait_in_sync
+[ "$(grep -c 'full resync' "$PRIMARY_LOG")" = 1 ] ||
+    fail "the first connection is not a full resync"
+
+bg timeout -k 5 60 fio --name=load --ioengine=nbd --uri="$NBD_URI" \
+    --rw=randwrite --bs=4k --iodepth=16 --offset=$FIO_OFF --size=$FIO_SIZE \
+    --time_based --runtime=20 --output="$T/fio.out" 2>"$T/fio.err"
+FIO_PID=$LAST_PID
+sleep 2
+stamp_writes $STAMPS $STAMP_OFF &
+STAMP_PID=$!
+wait_stamps 150
+crash_primary
+wait $STAMP_PID
+acked=$(grep -c '^wrote' "$T/stamps.out")
+echo "primary killed with $acked of $STAMPS stamps acknowledged"
+# The client loses its server: fio fails, as it should.
+bg_wait $FIO_PID
+check_stamps "$T/mirror.img" $STAMP_OFF
+check_stamps "$T/primary.img" $STAMP_OFF
+
+# The mirror kept running; the restarted primary resyncs its hot regions.
+# (start_primary waits for the NBD socket: not the dead primary's.)
+rm -f "$NBD_SOCK"
+start_primary
+grep -q 'not stopped cleanly: [0-9]* hot extents' "$PRIMARY_LOG" ||
+    fail "the restarted primary does not report its hot activity log"
+wait_in_sync
+moved=$(pstat 's["counters"]["resync_extents"]')
+bound=$(( $(al_extents $FIO_OFF $FIO_SIZE) + $(al_extents $STAMP_OFF $((STAMPS * 4096))) ))
+echo "resync after the primary's crash: $moved extents" \
+    "($(pstat 's["counters"]["resync_data_bytes"]') bytes of data), bound $bound"
+grep 'resync of changed extents' "$PRIMARY_LOG" | tail -1
+[ "$moved" -gt 0 ] || fail "nothing was resynced after the crash"
+[ "$moved" -le "$bound" ] ||
+    fail "resync moved $moved extents, more than the $bound written to"
+[ "$(grep -c 'full resync' "$PRIMARY_LOG")" = 1 ] ||
+    fail "the primary did a full resync after its crash"
+[ "$(grep -c 'full resync' "$MIRROR_LOG")" = 1 ] ||
+    fail "the mirror saw a full resync after the primary's crash"
+
+stop_primary || fail "duet-primary did not stop cleanly"
+stop_mirror || fail "duet-mirror did not stop cleanly"
+same_images "after the primary's crash and resync"
+check_stamps "$T/mirror.img" $STAMP_OFF
+echo "PASS: $TNAME"
