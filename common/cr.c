@@ -167,14 +167,16 @@ al_remove(struct cr *c, uint32_t i)
 	}
 }
 
-/* The least recently used entry without references, or -1. */
+/* The least recently used entry without references outside [a0, a1]
+ * (the range being taken), or -1. */
 static int64_t
-al_victim(const struct cr *c)
+al_victim(const struct cr *c, uint64_t a0, uint64_t a1)
 {
 	int64_t v = -1;
 
 	for (uint32_t i = 0; i < c->c_m.md_al_count; i++)
 		if (c->c_al_refs[i] == 0 &&
+		    (c->c_m.md_al[i] < a0 || c->c_m.md_al[i] > a1) &&
 		    (v < 0 || c->c_al_tick[i] < c->c_al_tick[v]))
 			v = i;
 	return v;
@@ -195,7 +197,7 @@ cr_begin(struct cr *c, uint64_t off, uint64_t len, unsigned refs)
 		if (c->c_al_slot[a] >= 0)
 			continue;
 		while (c->c_m.md_al_count >= c->c_al_cap) {
-			if ((v = al_victim(c)) < 0)
+			if ((v = al_victim(c, a0, a1)) < 0)
 				break;
 			al_remove(c, (uint32_t)v);
 			evicted = 1;
@@ -246,6 +248,16 @@ cr_end(struct cr *c, uint64_t off, uint64_t len, unsigned refs, int tracked)
 
 /* ---- open and close ----------------------------------------------------- */
 
+static void
+cr_free(struct cr *c)
+{
+	c->c_mf = NULL;
+	FREE_AND_NULL(&c->c_bits);
+	FREE_AND_NULL(&c->c_al_refs);
+	FREE_AND_NULL(&c->c_al_tick);
+	FREE_AND_NULL(&c->c_al_slot);
+}
+
 int
 cr_open(struct cr *c, const struct config *cfg, char *err, size_t errlen)
 {
@@ -267,14 +279,17 @@ cr_open(struct cr *c, const struct config *cfg, char *err, size_t errlen)
 	    c->c_al_slot == NULL) {
 		snprintf(err, errlen, "%s: out of memory for the change record",
 		    c->c_path);
+		cr_free(c);
 		return -1;
 	}
 	for (uint64_t a = 0; a < c->c_nal; a++)
 		c->c_al_slot[a] = -1;
 	rc = meta_open(c->c_path, cfg->vol_size, cfg->extent_size, &c->c_m,
 	    c->c_bits, &c->c_mf, err, errlen);
-	if (rc < 0)
+	if (rc < 0) {
+		cr_free(c);
 		return -1;
+	}
 	for (uint64_t e = 0; e < c->c_nbits; e++)
 		c->c_ndirty += cr_test(c, e);
 
@@ -295,7 +310,10 @@ cr_open(struct cr *c, const struct config *cfg, char *err, size_t errlen)
 	c->c_m.md_flags &= ~META_F_CLEAN;
 	c->c_unsaved = 1;
 	if (cr_save(c) != 0) {
-		snprintf(err, errlen, "%s: cannot write", c->c_path);
+		snprintf(err, errlen, "%s: cannot write it (logged above)",
+		    c->c_path);
+		meta_close(c->c_mf);
+		cr_free(c);
 		return -1;
 	}
 	return rc;
@@ -315,10 +333,6 @@ cr_close(struct cr *c, int clean)
 		rc = cr_save(c);
 	}
 	meta_close(c->c_mf);
-	c->c_mf = NULL;
-	free(c->c_bits);
-	free(c->c_al_refs);
-	free(c->c_al_tick);
-	free(c->c_al_slot);
-	return rc;
+	cr_free(c);
+	return c->c_failed ? -1 : rc;
 }
