@@ -315,8 +315,12 @@ meta_open(const char *path, uint64_t size, uint32_t extent_size,
 			goto fail;
 		}
 		mf->mf_bm_copy = copy[i];
-		if (pread_all(fd, bits, mf->mf_bm_bytes, bm_offset(mf, copy[i])) != 0 ||
-		    fnv1a(bits, mf->mf_bm_bytes) != sum[i]) {
+		if (pread_all(fd, bits, mf->mf_bm_bytes, bm_offset(mf, copy[i])) != 0) {
+			snprintf(why[i], sizeof(why[i]), "reading its change "
+			    "record: %s", strerror(errno));
+			continue;
+		}
+		if (fnv1a(bits, mf->mf_bm_bytes) != sum[i]) {
 			snprintf(why[i], sizeof(why[i]), "change record checksum "
 			    "mismatch (corrupt)");
 			continue;
