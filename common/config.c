@@ -87,7 +87,7 @@ static const struct config_key config_volume_keys[] = {
 	{ "extent_size", KIND_SIZE, FIELD(extent_size), KEY_POW2,
 	    4 * KIB, 64 * MIB, 0, "must be a power of two, 4K..64M" },
 	{ "al_extents", KIND_COUNT, FIELD(al_extents), 0,
-	    1, 1024, 0, "must be 1..1024" },
+	    1, 1536, 0, "must be 1..1536" },
 };
 
 static const struct config_key config_primary_keys[] = {
@@ -554,7 +554,7 @@ config_defaults(struct config *c)
 	c->mode = MODE_SYNC;
 	c->max_inflight = 1024;
 	c->max_inflight_bytes = 64 * MIB;
-	c->al_extents = 127;
+	c->al_extents = 1024;
 	snprintf(c->listen, sizeof(c->listen), "0.0.0.0:7790");
 	c->task_groups = 4;
 	c->tasks_per_group = 4;

@@ -20,7 +20,7 @@ struct config {
 	uint64_t vol_size;		/* bytes, > 0, multiple of 4096 */
 	char     vol_metadata[4096];
 	uint32_t extent_size;		/* default 64K, power of two, 4K..64M */
-	uint32_t al_extents;		/* activity log entries, default 127 */
+	uint32_t al_extents;		/* activity log entries, default 1024 */
 
 	/* primary (optional section; defaults when absent) */
 	char     nbd_socket[108];	/* default /run/duet/NAME.nbd */

@@ -25,6 +25,9 @@
 #define META_SUM_OFF	(META_SLOT - 8)
 #define META_AL_OFF	112
 
+_Static_assert(META_AL_OFF + 4 * META_AL_MAX <= META_SUM_OFF,
+    "the activity log does not fit a header slot");
+
 struct meta_file {
 	int		mf_fd;
 	char		mf_path[4096];

@@ -29,7 +29,7 @@
 
 #define META_UUID_LEN	16
 #define META_HISTORY	4		/* older generations remembered */
-#define META_AL_MAX	1024		/* activity log entries */
+#define META_AL_MAX	1536		/* activity log entries (fit a slot) */
 #define META_AL_EXTENT	(4u << 20)	/* bytes per activity log extent */
 #define META_SLOT	8192
 
