@@ -169,6 +169,9 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg.mode, MODE_SYNC);
 	ck_assert_uint_eq(cfg.max_inflight, 1024);
 	ck_assert_uint_eq(cfg.max_inflight_bytes, 64 * M);
+	ck_assert_uint_eq(cfg.al_extents, 1024);
+	ck_assert_uint_eq(cfg.resync_rate, 0);
+	ck_assert_int_eq(cfg.resync_checksums, 0);
 	ck_assert_str_eq(cfg.listen, "0.0.0.0:7790");
 	ck_assert_uint_eq(cfg.task_groups, 4);
 	ck_assert_uint_eq(cfg.tasks_per_group, 4);
@@ -216,6 +219,7 @@ START_TEST(test_values)
 	    "  metadata = \"/m\"; extent_size = 1048576; };\n"
 	    "primary = { mode = \"memsync\"; nbd_listen = \"127.0.0.1:10809\";\n"
 	    "  mirror = \"[fe80::1%eth0]:7790\"; max_inflight = 65536;\n"
+	    "  resync_rate = \"50M\"; resync_checksums = true;\n"
 	    "  max_inflight_bytes = 1048576; nbd_socket = \"rel.sock\"; };\n"
 	    "mirror = { listen = \"[::]:1\"; task_groups = 256;\n"
 	    "  tasks_per_group = 1; range_size = \"1m\"; };\n"
@@ -226,6 +230,8 @@ START_TEST(test_values)
 	ck_assert_str_eq(cfg.nbd_listen, "127.0.0.1:10809");
 	ck_assert_str_eq(cfg.mirror_addr, "[fe80::1%eth0]:7790");
 	ck_assert_uint_eq(cfg.max_inflight, 65536);
+	ck_assert_uint_eq(cfg.resync_rate, 50 * M);
+	ck_assert_int_eq(cfg.resync_checksums, 1);
 	ck_assert_uint_eq(cfg.max_inflight_bytes, 1 * M);
 	ck_assert_str_eq(cfg.nbd_socket, "rel.sock");
 	ck_assert_str_eq(cfg.listen, "[::]:1");
@@ -587,6 +593,14 @@ static const struct {
 	  "%s:4: mirror.task_groups: integer too large for libconfig: add an L suffix or write it as a string", 0 },
 	{ VOL_OK "primary = {\n  max_inflight = 0;\n};\n",
 	  "%s:3: primary.max_inflight: must be 1..65536", 0 },
+	{ VOL_OK "primary = {\n  resync_checksums = 1;\n};\n",
+	  "%s:3: primary.resync_checksums: expected true or false", 0 },
+	{ VOL_OK "primary = {\n  resync_rate = \"fast\";\n};\n",
+	  "%s:3: primary.resync_rate: bad size \"fast\" (use a number with K, M, G or T)", 0 },
+	{ "volume = {\n  name = \"v\";\n  al_extents = 1537;\n};\n",
+	  "%s:3: volume.al_extents: must be 1..1536", 0 },
+	{ "volume = {\n  name = \"v\";\n  al_extents = 0;\n};\n",
+	  "%s:3: volume.al_extents: must be 1..1536", 0 },
 	{ VOL_OK "primary = {\n  max_inflight = 65537;\n};\n",
 	  "%s:3: primary.max_inflight: must be 1..65536", 0 },
 	{ VOL_OK "primary = {\n  mode = \"fast\";\n};\n",
