@@ -388,14 +388,21 @@ sync_pump(struct primary *p)
 		pass_end(p);
 }
 
+/* A resync begins (at connect, or by command): its own totals. */
+static void
+run_begin(struct sync *sy)
+{
+	sy->sy_run_start_ns = now_ns();
+	sy->sy_run_extents = sy->sy_run_data = 0;
+}
+
 void
 sync_start(struct primary *p)
 {
 	struct sync *sy = p->p_sync;
 
 	sy->sy_in_sync = 0;	/* until this session's resync is through */
-	sy->sy_run_start_ns = now_ns();
-	sy->sy_run_extents = sy->sy_run_data = 0;
+	run_begin(sy);
 	pass_begin(p, p->p_cfg.resync_checksums ? PASS_CSUM : PASS_COPY, 0,
 	    p->p_cr.c_nbits);
 }
@@ -473,6 +480,7 @@ sync_resync(struct primary *p)
 	if (sy->sy_pass != PASS_NONE)
 		return ctl_error("busy", "resync: a %s pass is running",
 		    pass_names[sy->sy_pass]);
+	run_begin(sy);
 	pass_begin(p, PASS_COPY, 0, p->p_cr.c_nbits);
 	return json_pack("{s:b, s:I}", "ok", 1,
 	    "extents", (json_int_t)p->p_cr.c_ndirty);

@@ -403,6 +403,9 @@ crash_primary() {
 	kill -KILL "$PRIMARY_PID" 2>/dev/null
 	wait "$PRIMARY_PID" 2>/dev/null
 	PRIMARY_PID=""
+	# Its socket stays behind: start_primary must not take it for the
+	# next daemon's.
+	rm -f "$NBD_SOCK"
 	echo "=== killed $(date +%T.%N)" >>"$PRIMARY_LOG"
 }
 
