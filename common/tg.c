@@ -24,6 +24,23 @@
  * overlapping entry, and its entry moves with it. That task finishes its
  * own entry first, then pops the piece and checks again; the oldest entry
  * of any overlap chain never waits, so the chain always progresses.
+ *
+ * Wake-ups (wake.h, DESIGN.md "Adaptive wake-ups"). For the main queue the
+ * group's idle list is the enabled signal: the dispatcher wakes a task only
+ * if it pops one from that list. A task joins the list, under mq_lock in
+ * the same step as the look that found the main queue empty, only while
+ * its waker is armed; under WAKE_ADAPTIVE that is after it drained, polled
+ * once more (a yield and another look) and re-armed, so a busy group takes
+ * new pieces without any wake-up. A task on the idle list is armed, or
+ * awake with its signal taken by a producer (w_pending set), or just back
+ * from waker_wait and about to leave the list; in every case it looks at
+ * the main queue after any dispatcher that popped it pushed its piece,
+ * because that pop and the task's leaving are both under mq_lock. The mini
+ * queues signal the holder's waker directly (disarmed while it works).
+ *
+ * Signals found under tg_lock or ct_lock are collected in a wake_list and
+ * sent after the lock is released, so a woken thread does not at once block
+ * on the lock its waker still holds.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -91,6 +108,45 @@ struct tg {
 
 static void op_complete(struct tg *, struct tg_op *);
 
+/*
+ * Wakers to signal once the caller has dropped its locks. Every waker here
+ * lives as long as the engine, and the engine is not destroyed while a
+ * call that collected one runs (tg_destroy drains first, and tg_undone
+ * drops only after op_complete sent its signals), so a late signal is
+ * safe. A full list signals at once, under the lock: correct, only slower.
+ */
+#define WAKE_LIST_MAX 16
+
+struct wake_list {
+	unsigned	 wl_n;
+	struct waker	*wl_w[WAKE_LIST_MAX];
+};
+
+static void
+wake_add(struct wake_list *wl, struct waker *w)
+{
+	unsigned i;
+
+	for (i = 0; i < wl->wl_n; i++)
+		if (wl->wl_w[i] == w)
+			return;
+	if (wl->wl_n == WAKE_LIST_MAX)
+		waker_signal(w);
+	else
+		wl->wl_w[wl->wl_n++] = w;
+}
+
+/* Sends the collected signals. No engine lock held. */
+static void
+wake_run(struct wake_list *wl)
+{
+	unsigned i;
+
+	for (i = 0; i < wl->wl_n; i++)
+		waker_signal(wl->wl_w[i]);
+	wl->wl_n = 0;
+}
+
 static int
 spans_overlap(const struct tg_piece *a, const struct tg_piece *b)
 {
@@ -138,12 +194,12 @@ op_split(struct tg *tg, struct tg_op *op)
 }
 
 /*
- * Pushes op's pieces onto their groups' main queues and wakes an idle task
- * in each. tg_lock held: that is what keeps every main queue in sequence
- * order when the gate and the dispatcher both release ops.
+ * Pushes op's pieces onto their groups' main queues and adds an idle task
+ * of each to wl. tg_lock held: that is what keeps every main queue in
+ * sequence order when the gate and the dispatcher both release ops.
  */
 static void
-dispatch_locked(struct tg *tg, struct tg_op *op)
+dispatch_locked(struct tg *tg, struct tg_op *op, struct wake_list *wl)
 {
 	unsigned i;
 
@@ -168,13 +224,13 @@ dispatch_locked(struct tg *tg, struct tg_op *op)
 		}
 		pthread_mutex_unlock(&g->g_mq_lock);
 		if (wake != NULL)
-			waker_signal(&wake->t_waker);
+			wake_add(wl, &wake->t_waker);
 	}
 }
 
 /* Releases gated ops whose frontier is now complete. tg_lock held. */
 static void
-gate_release_locked(struct tg *tg)
+gate_release_locked(struct tg *tg, struct wake_list *wl)
 {
 	uint64_t wm = watermark_locked(tg);
 	struct tg_op *op;
@@ -185,13 +241,13 @@ gate_release_locked(struct tg *tg)
 			tg->tg_gate_tail = NULL;
 		op->o_gate_next = NULL;
 		tg->tg_gated--;
-		dispatch_locked(tg, op);
+		dispatch_locked(tg, op, wl);
 	}
 }
 
 /* Hands the head FLUSH to the flusher once all before it completed. */
 static void
-flush_check_locked(struct tg *tg)
+flush_check_locked(struct tg *tg, struct wake_list *wl)
 {
 	struct tg_op *head = tg->tg_inc_head;
 
@@ -199,13 +255,14 @@ flush_check_locked(struct tg *tg)
 		head->o_flush_started = 1;
 		VERIFY(tg->tg_flush_ready == NULL);
 		tg->tg_flush_ready = head;
-		waker_signal(&tg->tg_flush_waker);
+		wake_add(wl, &tg->tg_flush_waker);
 	}
 }
 
 int
 tg_submit(struct tg *tg, struct tg_op *op)
 {
+	struct wake_list wl = { 0 };
 	int rc;
 
 	if (op->frontier >= op->seq || (op->type != TG_FLUSH && op->len == 0) ||
@@ -240,7 +297,7 @@ tg_submit(struct tg *tg, struct tg_op *op)
 
 	if (op->type == TG_FLUSH) {
 		/* Not gated: it waits for everything before it anyway. */
-		flush_check_locked(tg);
+		flush_check_locked(tg, &wl);
 	} else if (tg->tg_gate_head != NULL || op->frontier > watermark_locked(tg)) {
 		/* Frontiers never decrease: once one op waits, all after it do. */
 		if (tg->tg_gate_tail != NULL)
@@ -250,9 +307,10 @@ tg_submit(struct tg *tg, struct tg_op *op)
 		tg->tg_gate_tail = op;
 		tg->tg_gated++;
 	} else {
-		dispatch_locked(tg, op);
+		dispatch_locked(tg, op, &wl);
 	}
 	pthread_mutex_unlock(&tg->tg_lock);
+	wake_run(&wl);
 	return 0;
 }
 
@@ -263,6 +321,7 @@ tg_submit(struct tg *tg, struct tg_op *op)
 static void
 op_complete(struct tg *tg, struct tg_op *op)
 {
+	struct wake_list wl = { 0 };
 	int status = __atomic_load_n(&op->o_status, __ATOMIC_ACQUIRE);
 	int was_head;
 
@@ -284,10 +343,11 @@ op_complete(struct tg *tg, struct tg_op *op)
 	tg->tg_completed++;
 	if (was_head) {
 		/* Only a change at the head moves the watermark. */
-		gate_release_locked(tg);
-		flush_check_locked(tg);
+		gate_release_locked(tg, &wl);
+		flush_check_locked(tg, &wl);
 	}
 	pthread_mutex_unlock(&tg->tg_lock);
+	wake_run(&wl);
 
 	op->done(op, status);
 	if (__atomic_sub_fetch(&tg->tg_undone, 1, __ATOMIC_ACQ_REL) == 0) {
@@ -376,18 +436,20 @@ ct_newest_older_locked(struct tg_group *g, const struct tg_piece *p)
 }
 
 /*
- * The next piece task t may execute, or NULL when it has nothing (it is
- * then on the group's idle list, or the group is stopping). Mini queue
- * first, then the main queue; a piece that conflicts is passed to the
- * mini queue of the task holding its newest older overlap.
+ * The next piece task t may execute, or NULL when it has nothing: then
+ * *stopping says whether the group is stopping, and if it is not and t's
+ * waker is armed, t is on the group's idle list. Mini queue first, then the
+ * main queue; a piece that conflicts is passed to the mini queue of the
+ * task holding its newest older overlap, and that task's waker goes on wl.
  */
 static struct tg_piece *
-task_next(struct tg_task *t)
+task_next(struct tg_task *t, struct wake_list *wl, int *stopping)
 {
 	struct tg_group *g = t->t_group;
 	struct tg_piece *p, *older;
 	struct tg_task *holder;
 
+	*stopping = 0;
 	pthread_mutex_lock(&g->g_ct_lock);
 	for (;;) {
 		if ((p = mini_pop_locked(t)) == NULL) {
@@ -398,7 +460,10 @@ task_next(struct tg_task *t)
 					g->g_mq_tail = NULL;
 				g->g_mq_count--;
 				p->p_next = NULL;
-			} else if (!t->t_idle && !g->g_stopping) {
+			} else if (g->g_stopping) {
+				*stopping = 1;
+			} else if (!t->t_idle && waker_armed(&t->t_waker)) {
+				/* Enable the dispatcher's signal. */
 				t->t_idle = 1;
 				g->g_idle[g->g_nidle++] = t->t_index;
 			}
@@ -415,10 +480,27 @@ task_next(struct tg_task *t)
 		mini_push_locked(holder, p);
 		g->g_mini_moves++;
 		if (holder != t)
-			waker_signal(&holder->t_waker);
+			wake_add(wl, &holder->t_waker);
 	}
 	pthread_mutex_unlock(&g->g_ct_lock);
 	return p;
+}
+
+/* Takes t off its group's idle list if it is on it. */
+static void
+task_leave_idle(struct tg_task *t)
+{
+	struct tg_group *g = t->t_group;
+	unsigned i;
+
+	pthread_mutex_lock(&g->g_mq_lock);
+	if (t->t_idle) {
+		for (i = 0; g->g_idle[i] != t->t_index; i++)
+			;
+		g->g_idle[i] = g->g_idle[--g->g_nidle];
+		t->t_idle = 0;
+	}
+	pthread_mutex_unlock(&g->g_mq_lock);
 }
 
 static void *
@@ -427,29 +509,28 @@ task_main(void *arg)
 	struct tg_task *t = arg;
 	struct tg_group *g = t->t_group;
 	struct tg *tg = g->g_tg;
+	struct wake_list wl = { 0 };
 	struct tg_piece *p;
 	int status, stopping;
 
 	for (;;) {
-		if ((p = task_next(t)) == NULL) {
-			pthread_mutex_lock(&g->g_mq_lock);
-			stopping = g->g_stopping && g->g_mq_head == NULL;
-			pthread_mutex_unlock(&g->g_mq_lock);
+		p = task_next(t, &wl, &stopping);
+		wake_run(&wl);
+		if (p == NULL) {
 			if (stopping)
 				break;
-			waker_wait(&t->t_waker);
-			/* Woken for mini-queue work: leave the idle list. */
-			pthread_mutex_lock(&g->g_mq_lock);
-			if (t->t_idle) {
-				unsigned i;
-				for (i = 0; g->g_idle[i] != t->t_index; i++)
-					;
-				g->g_idle[i] = g->g_idle[--g->g_nidle];
-				t->t_idle = 0;
-			}
-			pthread_mutex_unlock(&g->g_mq_lock);
+			/*
+			 * Poll, re-arm or sleep. Whenever the signal may have
+			 * been taken (woken, or re-armed after a producer
+			 * took it), leave the idle list: a task with work in
+			 * its mini queue must not be the one the dispatcher
+			 * picks to wake.
+			 */
+			if (waker_wait(&t->t_waker))
+				task_leave_idle(t);
 			continue;
 		}
+		waker_busy(&t->t_waker);
 		status = tg->tg_be.apply(tg->tg_be.ctx, p->p_op, p->p_off,
 		    p->p_len, p->p_op->buf == NULL ? NULL :
 		    (char *)p->p_op->buf + (p->p_off - p->p_op->off));
@@ -481,6 +562,7 @@ flusher_main(void *arg)
 			waker_wait(&tg->tg_flush_waker);
 			continue;
 		}
+		waker_busy(&tg->tg_flush_waker);
 		status = tg->tg_be.flush(tg->tg_be.ctx);
 		if (status != 0)
 			__atomic_store_n(&op->o_status, status, __ATOMIC_RELEASE);
@@ -498,7 +580,8 @@ tg_create(struct tg **out, const struct tg_params *p,
 
 	if (p->groups == 0 || p->tasks == 0 || p->range_size == 0 ||
 	    (p->range_size & (p->range_size - 1)) != 0 || be->apply == NULL ||
-	    be->flush == NULL)
+	    be->flush == NULL ||
+	    (p->wake != WAKE_ADAPTIVE && p->wake != WAKE_ALWAYS))
 		return -EINVAL;
 	if ((tg = calloc(1, sizeof(*tg))) == NULL)
 		return -ENOMEM;
@@ -506,7 +589,7 @@ tg_create(struct tg **out, const struct tg_params *p,
 	tg->tg_be = *be;
 	pthread_mutex_init(&tg->tg_lock, NULL);
 	pthread_cond_init(&tg->tg_drained, NULL);
-	waker_init(&tg->tg_flush_waker);
+	waker_init(&tg->tg_flush_waker, p->wake);
 	tg->tg_groups = calloc(p->groups, sizeof(*tg->tg_groups));
 	if (tg->tg_groups == NULL)
 		goto fail;
@@ -524,7 +607,7 @@ tg_create(struct tg **out, const struct tg_params *p,
 		for (ti = 0; ti < p->tasks; ti++) {
 			g->g_tasks[ti].t_group = g;
 			g->g_tasks[ti].t_index = ti;
-			waker_init(&g->g_tasks[ti].t_waker);
+			waker_init(&g->g_tasks[ti].t_waker, p->wake);
 		}
 	}
 	/* Threads last, so the fail path never has to stop any. */
@@ -619,7 +702,11 @@ tg_get_stats(struct tg *tg, struct tg_stats *st)
 		if (gi < ARRAY_SIZE(st->main_depth))
 			st->main_depth[gi] = g->g_mq_count;
 		pthread_mutex_unlock(&g->g_mq_lock);
-		for (ti = 0; ti < g->g_ntasks; ti++)
+		for (ti = 0; ti < g->g_ntasks; ti++) {
 			st->wakeups += waker_wakeups(&g->g_tasks[ti].t_waker);
+			st->signals += waker_signals(&g->g_tasks[ti].t_waker);
+		}
 	}
+	st->wakeups += waker_wakeups(&tg->tg_flush_waker);
+	st->signals += waker_signals(&tg->tg_flush_waker);
 }

@@ -30,6 +30,8 @@
 
 #include <stdint.h>
 
+#include "common/wake.h"
+
 enum tg_type {
 	TG_WRITE = 1,
 	TG_WRITE_ZEROES,
@@ -100,6 +102,8 @@ struct tg_params {
 	unsigned	groups;		/* >= 1 */
 	unsigned	tasks;		/* per group, >= 1 */
 	uint64_t	range_size;	/* power of two */
+	enum wake_policy wake;		/* how idle tasks and the flusher are
+					 * woken (wake.h); 0 = WAKE_ADAPTIVE */
 };
 
 struct tg_stats {
@@ -111,7 +115,9 @@ struct tg_stats {
 	unsigned	groups;
 	unsigned	main_depth[64];	/* per group, first 64 groups */
 	unsigned	table_depth[64];
-	uint64_t	wakeups;	/* sleeping tasks woken */
+	uint64_t	wakeups;	/* sleeping tasks and flusher woken */
+	uint64_t	signals;	/* signals sent (woke a sleeper or
+					 * reached one about to sleep) */
 	uint64_t	mini_moves;	/* pieces queued behind a conflict */
 };
 

@@ -6,6 +6,11 @@
  * The stress case runs random op streams against an in-memory backend with
  * random delays and checks each invariant as it happens, then compares the
  * final image with a sequential model byte for byte.
+ *
+ * Every case runs under both wake-up policies (wake.h): the loop index
+ * picks WAKE_ADAPTIVE (even) or WAKE_ALWAYS (odd). The Wake cases would
+ * catch a lost wake-up (an op that never completes) and check that at
+ * saturation the adaptive policy wakes tasks less often than it runs ops.
  */
 #include <check.h>
 #include <errno.h>
@@ -20,6 +25,15 @@
 
 #include "common/tg.h"
 #include "common/util.h"
+
+/* The policy engines made by this test use; set from the loop index. */
+static enum wake_policy POLICY;
+
+static void
+set_policy(int i)
+{
+	POLICY = i % 2 == 0 ? WAKE_ADAPTIVE : WAKE_ALWAYS;
+}
 
 /* ---- a backend the test controls ------------------------------------ */
 
@@ -133,7 +147,7 @@ ctl_release(void)
 static struct tg *
 mk(unsigned groups, unsigned tasks, uint64_t range)
 {
-	struct tg_params p = { groups, tasks, range };
+	struct tg_params p = { groups, tasks, range, POLICY };
 	struct tg_backend be = { ctl_apply, ctl_flush, NULL };
 	struct tg *tg;
 
@@ -161,6 +175,7 @@ START_TEST(disjoint_ops_run_in_parallel)
 	struct tg *tg;
 	struct tg_op a, b;
 
+	set_policy(_i);
 	ctl_reset(1);
 	tg = mk(1, 2, 1 << 20);		/* one group: same main queue */
 	op_init(&a, TG_WRITE, 1, 0, 0, 4096);
@@ -181,6 +196,7 @@ START_TEST(overlapping_ops_serialize_in_order)
 	struct tg_op a, b, c;
 	struct tg_stats st;
 
+	set_policy(_i);
 	ctl_reset(1);
 	tg = mk(1, 3, 1 << 20);
 	op_init(&a, TG_WRITE, 1, 0, 0, 8192);
@@ -212,6 +228,7 @@ START_TEST(crossing_op_is_split_and_completes_once)
 	struct tg_op a;
 	int i, seen[2] = { 0, 0 };
 
+	set_policy(_i);
 	ctl_reset(0);
 	tg = mk(2, 1, 65536);
 	op_init(&a, TG_WRITE, 1, 0, 65536 - 4096, 8192);
@@ -236,6 +253,7 @@ START_TEST(many_range_op_is_split_everywhere)
 	struct tg *tg;
 	struct tg_op a;
 
+	set_policy(_i);
 	ctl_reset(0);
 	tg = mk(3, 2, 65536);
 	op_init(&a, TG_WRITE, 1, 0, 512, 5 * 65536);	/* six ranges */
@@ -252,6 +270,7 @@ START_TEST(flush_waits_for_everything_before_it)
 	struct tg *tg;
 	struct tg_op a, b, f, d;
 
+	set_policy(_i);
 	ctl_reset(1);
 	tg = mk(2, 2, 65536);
 	op_init(&a, TG_WRITE, 1, 0, 0, 4096);
@@ -279,6 +298,7 @@ START_TEST(flush_alone_completes)
 	struct tg *tg;
 	struct tg_op f;
 
+	set_policy(_i);
 	ctl_reset(0);
 	tg = mk(1, 1, 65536);
 	op_init(&f, TG_FLUSH, 1, 0, 0, 0);
@@ -294,6 +314,7 @@ START_TEST(op_waits_for_its_frontier)
 	struct tg *tg;
 	struct tg_op a, b, c;
 
+	set_policy(_i);
 	ctl_reset(1);
 	tg = mk(4, 2, 65536);
 	op_init(&a, TG_WRITE, 1, 0, 0, 4096);
@@ -318,6 +339,7 @@ START_TEST(without_frontier_disjoint_op_does_not_wait)
 	struct tg *tg;
 	struct tg_op a, b;
 
+	set_policy(_i);
 	ctl_reset(1);
 	tg = mk(4, 2, 65536);
 	op_init(&a, TG_WRITE, 1, 0, 0, 4096);
@@ -336,9 +358,10 @@ START_TEST(ordering_contract_is_enforced)
 {
 	struct tg *tg;
 	struct tg_op a, b;
-	struct tg_params bad = { 1, 1, 3000 };
+	struct tg_params bad = { 1, 1, 3000, WAKE_ADAPTIVE };
 	struct tg_backend be = { ctl_apply, ctl_flush, NULL };
 
+	set_policy(_i);
 	ctl_reset(0);
 	ck_assert_int_eq(tg_create(&tg, &bad, &be), -EINVAL);
 	tg = mk(1, 1, 65536);
@@ -485,13 +508,14 @@ stress_done(struct tg_op *op, int status)
 
 START_TEST(stress_matches_sequential_model)
 {
-	struct tg_params p = { 3, 3, RANGE };
+	struct tg_params p = { 3, 3, RANGE, POLICY };
 	struct tg_backend be = { stress_apply, stress_flush, NULL };
 	struct tg *tg;
 	uint64_t seq = 0, frontier = 0;
 	unsigned i, seed = 1000 + (unsigned)_i;
 	int r;
 
+	set_policy(_i);
 	memset(&S, 0, sizeof(S));
 	pthread_mutex_init(&S.lock, NULL);
 	pthread_cond_init(&S.cond, NULL);
@@ -593,6 +617,262 @@ START_TEST(stress_matches_sequential_model)
 }
 END_TEST
 
+/* ---- Wake: no lost wake-up, fewer wake-ups when busy ------------------ */
+
+#define LW_THREADS	6
+#define LW_OPS		400	/* per thread, one at a time */
+#define LW_SECONDS	10	/* for all of them: a lost wake-up hangs */
+
+/*
+ * Several submitter threads, each with one op in flight at a time and a
+ * random pause before the next, so the engine keeps going idle and waking
+ * up from every side: the dispatcher (main queues), the gate (frontiers),
+ * mini-queue hand-offs (overlaps) and the flusher. Submissions go through
+ * one mutex, as tg_submit wants one dispatcher at a time.
+ */
+struct lw {
+	pthread_mutex_t	 lock;		/* submission: seq and frontier */
+	pthread_cond_t	 cond;		/* completions */
+	struct tg	*tg;
+	uint64_t	 seq;
+	uint64_t	 frontier;
+	uint64_t	 deadline_s;	/* CLOCK_REALTIME */
+	unsigned	 done[LW_THREADS];
+	unsigned	 stuck;		/* threads that gave up waiting */
+	unsigned	 failed;
+};
+
+static struct lw LW;
+
+struct lw_op {
+	struct tg_op	 op;
+	unsigned	 thread;
+	unsigned char	 buf[8192];
+};
+
+static int
+lw_apply(void *ctx, struct tg_op *op, uint64_t off, uint64_t len, void *buf)
+{
+	unsigned r = (unsigned)(op->seq * 2654435761u) >> 8;
+	volatile unsigned char sink;
+
+	(void)ctx; (void)off;
+	if (buf != NULL)
+		sink = ((unsigned char *)buf)[len - 1];
+	(void)sink;
+	if (r % 16 == 0)
+		usleep(r % 300);
+	else if (r % 16 == 1)
+		sched_yield();
+	return 0;
+}
+
+static int
+lw_flush(void *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+static void
+lw_done(struct tg_op *op, int status)
+{
+	struct lw_op *o = (struct lw_op *)op;
+
+	pthread_mutex_lock(&LW.lock);
+	if (status != 0)
+		LW.failed++;
+	LW.done[o->thread]++;
+	pthread_cond_broadcast(&LW.cond);
+	pthread_mutex_unlock(&LW.lock);
+}
+
+static void *
+lw_thread(void *arg)
+{
+	unsigned me = (unsigned)(uintptr_t)arg, i, want;
+	unsigned rng = 7919u * (me + 1) + (unsigned)POLICY;
+	struct lw_op *o = calloc(1, sizeof(*o));
+	struct timespec ts = { (time_t)LW.deadline_s, 0 };
+	int rc = 0;
+
+	if (o == NULL) {
+		__atomic_add_fetch(&LW.failed, 1, __ATOMIC_RELAXED);
+		return NULL;
+	}
+	for (i = 0; i < LW_OPS; i++) {
+		rng = rng * 1103515245u + 12345u;
+		/* Pauses from none to 0.5 ms: idle and busy both happen. */
+		switch ((rng >> 16) % 4) {
+		case 0:
+			break;
+		case 1:
+			sched_yield();
+			break;
+		default:
+			usleep((rng >> 8) % 500);
+			break;
+		}
+		memset(&o->op, 0, sizeof(o->op));
+		o->thread = me;
+		o->op.done = lw_done;
+		pthread_mutex_lock(&LW.lock);
+		want = LW.done[me] + 1;
+		o->op.seq = ++LW.seq;
+		if ((rng >> 4) % 8 == 0)
+			LW.frontier = LW.seq - 1;	/* waits for all before */
+		o->op.frontier = LW.frontier;
+		if ((rng >> 7) % 16 == 0) {
+			o->op.type = TG_FLUSH;
+		} else {
+			o->op.type = TG_WRITE;
+			/* 4 ranges of 64 KiB; overlaps are frequent. */
+			o->op.off = ((rng >> 9) % 64) * 4096;
+			o->op.len = 4096 * (1 + (rng >> 3) % 2);
+			o->op.buf = o->buf;
+		}
+		rc = tg_submit(LW.tg, &o->op);
+		if (rc != 0) {
+			LW.failed++;
+			pthread_mutex_unlock(&LW.lock);
+			break;
+		}
+		while (LW.done[me] < want && rc != ETIMEDOUT)
+			rc = pthread_cond_timedwait(&LW.cond, &LW.lock, &ts);
+		if (LW.done[me] < want) {
+			LW.stuck++;
+			pthread_mutex_unlock(&LW.lock);
+			/* The op is still the engine's: leak it, do not free. */
+			return NULL;
+		}
+		pthread_mutex_unlock(&LW.lock);
+	}
+	free(o);
+	return NULL;
+}
+
+START_TEST(no_lost_wakeup_with_single_ops)
+{
+	struct tg_params p = { 2, 3, 65536, WAKE_ADAPTIVE };
+	struct tg_backend be = { lw_apply, lw_flush, NULL };
+	pthread_t th[LW_THREADS];
+	struct timespec now;
+	unsigned i, total = 0;
+
+	set_policy(_i);
+	p.wake = POLICY;
+	memset(&LW, 0, sizeof(LW));
+	pthread_mutex_init(&LW.lock, NULL);
+	pthread_cond_init(&LW.cond, NULL);
+	clock_gettime(CLOCK_REALTIME, &now);
+	LW.deadline_s = (uint64_t)now.tv_sec + LW_SECONDS;
+	ck_assert_int_eq(tg_create(&LW.tg, &p, &be), 0);
+	for (i = 0; i < LW_THREADS; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, lw_thread,
+		    (void *)(uintptr_t)i), 0);
+	for (i = 0; i < LW_THREADS; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < LW_THREADS; i++)
+		total += LW.done[i];
+	/* Before tg_destroy: a stuck op would make it wait for ever. */
+	ck_assert_msg(LW.stuck == 0, "%s: %u threads waited more than %d s "
+	    "for an op (%u of %u done): a lost wake-up",
+	    POLICY == WAKE_ADAPTIVE ? "adaptive" : "always", LW.stuck,
+	    LW_SECONDS, total, LW_THREADS * LW_OPS);
+	ck_assert_uint_eq(LW.failed, 0);
+	ck_assert_uint_eq(total, LW_THREADS * LW_OPS);
+	tg_destroy(LW.tg);
+}
+END_TEST
+
+#define SAT_OPS		20000
+#define SAT_WINDOW	64
+
+/*
+ * At saturation (64 ops queued, a backend with a little work), the woken
+ * tasks find new work on their extra look instead of sleeping: adaptive
+ * must wake tasks fewer times than it runs ops. A count, not a timing.
+ */
+struct sat {
+	pthread_mutex_t	 lock;
+	pthread_cond_t	 cond;
+	struct tg_op	*freel[SAT_WINDOW];	/* ops back from the engine */
+	unsigned	 nfree;
+	unsigned	 waiting;
+	unsigned	 done;
+};
+
+static struct sat SAT;
+
+static int
+sat_apply(void *ctx, struct tg_op *op, uint64_t off, uint64_t len, void *buf)
+{
+	uint64_t t0 = now_ns();
+
+	(void)ctx; (void)op; (void)off; (void)len; (void)buf;
+	while (now_ns() - t0 < 2000)	/* 2 us of work */
+		;
+	return 0;
+}
+
+static void
+sat_done(struct tg_op *op, int status)
+{
+	pthread_mutex_lock(&SAT.lock);
+	if (status == 0)
+		SAT.done++;
+	SAT.freel[SAT.nfree++] = op;
+	if (SAT.waiting)
+		pthread_cond_signal(&SAT.cond);
+	pthread_mutex_unlock(&SAT.lock);
+}
+
+START_TEST(adaptive_wakes_less_than_once_per_op_at_saturation)
+{
+	struct tg_params p = { 1, 2, 1 << 20, WAKE_ADAPTIVE };
+	struct tg_backend be = { sat_apply, lw_flush, NULL };
+	struct tg_op *ops = calloc(SAT_WINDOW, sizeof(*ops)), *op;
+	struct tg_stats st;
+	struct tg *tg;
+	unsigned i;
+	uint64_t seq = 0;
+
+	ck_assert_ptr_nonnull(ops);
+	memset(&SAT, 0, sizeof(SAT));
+	pthread_mutex_init(&SAT.lock, NULL);
+	pthread_cond_init(&SAT.cond, NULL);
+	ck_assert_int_eq(tg_create(&tg, &p, &be), 0);
+	for (i = 0; i < SAT_WINDOW; i++)
+		SAT.freel[SAT.nfree++] = &ops[i];
+	while (seq < SAT_OPS) {
+		pthread_mutex_lock(&SAT.lock);
+		SAT.waiting = 1;
+		while (SAT.nfree == 0)
+			pthread_cond_wait(&SAT.cond, &SAT.lock);
+		SAT.waiting = 0;
+		op = SAT.freel[--SAT.nfree];
+		pthread_mutex_unlock(&SAT.lock);
+		memset(op, 0, sizeof(*op));
+		op->seq = ++seq;
+		op->type = TG_TRIM;
+		op->off = (seq % 256) * 4096;	/* one range, no overlap */
+		op->len = 4096;
+		op->done = sat_done;
+		ck_assert_int_eq(tg_submit(tg, op), 0);
+	}
+	tg_drain(tg);
+	tg_get_stats(tg, &st);
+	tg_destroy(tg);
+	ck_assert_uint_eq(SAT.done, SAT_OPS);
+	fprintf(stderr, "adaptive at saturation: %llu wake-ups, %llu signals "
+	    "for %u ops\n", (unsigned long long)st.wakeups,
+	    (unsigned long long)st.signals, SAT_OPS);
+	ck_assert_msg(st.wakeups < SAT_OPS, "%llu wake-ups for %u ops",
+	    (unsigned long long)st.wakeups, SAT_OPS);
+	free(ops);
+}
+END_TEST
+
 static Suite *
 tg_suite(void)
 {
@@ -600,18 +880,25 @@ tg_suite(void)
 	TCase *tc;
 
 	tc = tcase_create("Core");
-	tcase_add_test(tc, disjoint_ops_run_in_parallel);
-	tcase_add_test(tc, overlapping_ops_serialize_in_order);
-	tcase_add_test(tc, crossing_op_is_split_and_completes_once);
-	tcase_add_test(tc, many_range_op_is_split_everywhere);
-	tcase_add_test(tc, flush_waits_for_everything_before_it);
-	tcase_add_test(tc, flush_alone_completes);
-	tcase_add_test(tc, op_waits_for_its_frontier);
-	tcase_add_test(tc, without_frontier_disjoint_op_does_not_wait);
+	tcase_add_loop_test(tc, disjoint_ops_run_in_parallel, 0, 2);
+	tcase_add_loop_test(tc, overlapping_ops_serialize_in_order, 0, 2);
+	tcase_add_loop_test(tc, crossing_op_is_split_and_completes_once, 0, 2);
+	tcase_add_loop_test(tc, many_range_op_is_split_everywhere, 0, 2);
+	tcase_add_loop_test(tc, flush_waits_for_everything_before_it, 0, 2);
+	tcase_add_loop_test(tc, flush_alone_completes, 0, 2);
+	tcase_add_loop_test(tc, op_waits_for_its_frontier, 0, 2);
+	tcase_add_loop_test(tc, without_frontier_disjoint_op_does_not_wait,
+	    0, 2);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("Errors");
-	tcase_add_test(tc, ordering_contract_is_enforced);
+	tcase_add_loop_test(tc, ordering_contract_is_enforced, 0, 2);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("Wake");
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, no_lost_wakeup_with_single_ops, 0, 2);
+	tcase_add_test(tc, adaptive_wakes_less_than_once_per_op_at_saturation);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("Stress");
