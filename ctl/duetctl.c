@@ -4,7 +4,14 @@
  *   duetctl [-s SOCKET | -c FILE] status [--json]
  *   duetctl [-s SOCKET | -c FILE] metrics
  *   duetctl [-s SOCKET | -c FILE] wait-sync [--timeout S]
+ *   duetctl [-s SOCKET | -c FILE] verify [--start OFFSET] [--stop OFFSET]
+ *   duetctl [-s SOCKET | -c FILE] resync
+ *   duetctl [-s SOCKET | -c FILE] resolve --discard-local
  *   duetctl [-s SOCKET | -c FILE] VERB [ARGS...]
+ *
+ * verify and resync (primary) and resolve (mirror) are answered by the
+ * daemon; like any other VERB they go through cmd_other, which prints the
+ * reply line, or the error and exit 2 on "ok": false.
  *
  * One request line, one JSON reply line (common/ctl.c). The reply is
  * parsed with jansson and only read here: the schema is the daemons'
@@ -49,6 +56,10 @@ usage(int code)
 	    "usage: duetctl [-s socket | -c file] status [--json]\n"
 	    "       duetctl [-s socket | -c file] metrics\n"
 	    "       duetctl [-s socket | -c file] wait-sync [--timeout seconds]\n"
+	    "       duetctl [-s socket | -c file] verify [--start offset] "
+	    "[--stop offset]\n"
+	    "       duetctl [-s socket | -c file] resync\n"
+	    "       duetctl [-s socket | -c file] resolve --discard-local\n"
 	    "       duetctl [-s socket | -c file] command [args ...]\n");
 	exit(code);
 }
