@@ -188,6 +188,7 @@ cr_begin(struct cr *c, uint64_t off, uint64_t len, unsigned refs)
 	uint64_t a, a0 = off / META_AL_EXTENT;
 	uint64_t a1 = (off + (len ? len : 1) - 1) / META_AL_EXTENT;
 	int changed = 0, evicted = 0;
+	uint64_t now;
 	int64_t v;
 
 	if (c->c_failed)
@@ -220,14 +221,35 @@ cr_begin(struct cr *c, uint64_t off, uint64_t len, unsigned refs)
 			return -1;
 		c->c_al_commits++;
 	}
-	c->c_tick++;
+	now = now_ns();
 	for (a = a0; a <= a1; a++) {
 		int32_t i = c->c_al_slot[a];
 
 		c->c_al_refs[i] += refs;
-		c->c_al_tick[i] = c->c_tick;
+		c->c_al_tick[i] = now;
 	}
 	return 0;
+}
+
+int
+cr_retire(struct cr *c, uint64_t idle_ns)
+{
+	uint64_t now = now_ns();
+	uint32_t i = 0;
+	int n = 0;
+
+	while (i < c->c_m.md_al_count) {
+		if (c->c_al_refs[i] == 0 && now - c->c_al_tick[i] >= idle_ns) {
+			al_remove(c, i);	/* moves the last entry to i */
+			n++;
+		} else
+			i++;
+	}
+	if (n == 0)
+		return 0;
+	c->c_al_commits++;
+	/* The bits set inside them go to disk with the header. */
+	return c->c_set_unsaved ? cr_save(c) : cr_commit(c);
 }
 
 void

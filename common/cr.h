@@ -23,6 +23,9 @@
 
 #include "common/meta.h"
 
+/* An AL extent unused this long leaves the AL (cr_retire). */
+#define CR_RETIRE_NS	(10 * UINT64_C(1000000000))
+
 struct config;
 
 struct cr {
@@ -35,10 +38,9 @@ struct cr {
 	uint32_t	 c_ext_size;
 	uint32_t	 c_al_cap;	/* AL entries kept when cold */
 	uint32_t	*c_al_refs;	/* parallel to c_m.md_al */
-	uint64_t	*c_al_tick;	/* last use, parallel to c_m.md_al */
+	uint64_t	*c_al_tick;	/* last use (now_ns), parallel to md_al */
 	int32_t		*c_al_slot;	/* AL extent -> index in md_al, or -1 */
 	uint64_t	 c_nal;		/* AL extents in the volume */
-	uint64_t	 c_tick;
 	int		 c_unsaved;	/* bits differ from the file */
 	int		 c_set_unsaved;	/* ... and some were set */
 	int		 c_failed;	/* a metadata write failed */
@@ -64,6 +66,9 @@ int  cr_close(struct cr *c, int clean);
 int  cr_begin(struct cr *c, uint64_t off, uint64_t len, unsigned refs);
 void cr_end(struct cr *c, uint64_t off, uint64_t len, unsigned refs,
     int tracked);
+/* Drops AL entries unused for idle_ns (their bits saved first), so that
+ * a crash resyncs what was recently written, not all that ever was. */
+int  cr_retire(struct cr *c, uint64_t idle_ns);
 
 /* Marks the extents of [off, off+len) changed (in memory: the caller
  * holds AL references on them, or calls cr_save). */

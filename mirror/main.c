@@ -107,13 +107,14 @@ take_role(struct mirror *m)
 	return cr_commit(c) == 0 ? 0 : EX_IOERR;
 }
 
-/* Every few seconds: cleared bits reach the file. */
+/* Every few seconds: idle AL extents retire, cleared bits reach the file. */
 static void
 cr_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct mirror *m = arg;
 
 	(void)fd; (void)what;
+	cr_retire(&m->mr_cr, CR_RETIRE_NS);
 	cr_save(&m->mr_cr);
 }
 

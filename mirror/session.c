@@ -637,8 +637,8 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 	mo->mo_op.off = h->offset;
 	mo->mo_op.len = h->length;
 	mo->mo_op.type = op_types[h->type];
-	if (mo->mo_op.type == TG_WRITE || mo->mo_op.type == TG_WRITE_ZEROES ||
-	    mo->mo_op.type == TG_TRIM) {
+	if ((mo->mo_op.type == TG_WRITE || mo->mo_op.type == TG_WRITE_ZEROES ||
+	    mo->mo_op.type == TG_TRIM) && !(h->flags & WIRE_F_COPY)) {
 		/* Hot before it is applied; a metadata failure is logged and
 		 * leaves the range untracked (the primary still has it). */
 		rc = cr_begin(&m->mr_cr, h->offset, h->length, 2);

@@ -137,13 +137,14 @@ take_role(struct primary *p)
 	return 0;
 }
 
-/* Every few seconds: bits cleared by the resync reach the file. */
+/* Every few seconds: idle AL extents retire, cleared bits reach the file. */
 static void
 cr_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct primary *p = arg;
 
 	(void)fd; (void)what;
+	cr_retire(&p->p_cr, CR_RETIRE_NS);
 	cr_save(&p->p_cr);
 }
 

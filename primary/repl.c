@@ -295,6 +295,8 @@ frame_out(struct repl *rp, struct preq *r)
 	if ((op->flags & TG_F_FUA) &&
 	    (h.type == WIRE_WRITE || h.type == WIRE_WRITE_ZEROES))
 		h.flags |= WIRE_F_FUA;
+	if (op->type == TG_OTHER && r->pr_kind == SY_COPY)
+		h.flags |= WIRE_F_COPY;
 	send_hdr(rp, &h, payload);
 
 	e = ring_push(rp);

@@ -32,7 +32,8 @@
  *  - Types without a span (HELLO, HELLO_ACK, FLUSH, ACK, PING, GOODBYE) must
  *    carry offset == length == 0 (EFIELD). seq and frontier are never checked.
  *  - Flags: only the bits wire.h assigns to a type are allowed (FUA on WRITE;
- *    FUA|NO_HOLE on WRITE_ZEROES; PONG|IN_SYNC on PING; LAST on CR_XFER);
+ *    FUA|NO_HOLE on WRITE_ZEROES; COPY on both; PONG|IN_SYNC on PING;
+ *    LAST on CR_XFER);
  *    others 0.
  *    ACK flags must carry kind RECEIVED or APPLIED; the status is free.
  *  - wire_encode_hdr writes hdr->version, or WIRE_VERSION when it is 0, so a
@@ -89,9 +90,10 @@ static const struct wire_typeinfo {
 } wire_types[WIRE_TYPE_MAX + 1] = {
 	[WIRE_HELLO] =		{ "HELLO", T_NOSPAN, 0 },
 	[WIRE_HELLO_ACK] =	{ "HELLO_ACK", T_NOSPAN, 0 },
-	[WIRE_WRITE] =		{ "WRITE", T_SPAN | T_PLEN_EQ_LEN, WIRE_F_FUA },
+	[WIRE_WRITE] =		{ "WRITE", T_SPAN | T_PLEN_EQ_LEN,
+				    WIRE_F_FUA | WIRE_F_COPY },
 	[WIRE_WRITE_ZEROES] =	{ "WRITE_ZEROES", T_SPAN | T_NOPAYLOAD,
-				    WIRE_F_FUA | WIRE_F_NO_HOLE },
+				    WIRE_F_FUA | WIRE_F_NO_HOLE | WIRE_F_COPY },
 	[WIRE_TRIM] =		{ "TRIM", T_SPAN | T_NOPAYLOAD, 0 },
 	[WIRE_FLUSH] =		{ "FLUSH", T_NOSPAN | T_NOPAYLOAD, 0 },
 	[WIRE_ACK] =		{ "ACK", T_NOSPAN | T_NOPAYLOAD, 0 },

@@ -84,6 +84,9 @@ enum wire_type {
 #define WIRE_F_PONG       0x0004u	/* PING: this is the reply */
 #define WIRE_F_LAST       0x0008u	/* CR_XFER: final chunk */
 #define WIRE_F_IN_SYNC    0x0010u	/* PING: the sync is complete */
+#define WIRE_F_COPY       0x0020u	/* WRITE, WRITE_ZEROES: a resync copy of
+					 * data the primary has (the mirror
+					 * need not track it for a failover) */
 
 /* ACK kinds (low 8 bits of flags); the status sits in bits 8..31. */
 #define WIRE_ACK_RECEIVED 1		/* memsync: the mirror has the op */

@@ -502,6 +502,42 @@ START_TEST(crash_marks_every_hot_al_extent)
 END_TEST
 
 static int
+want_retire(uint64_t e)
+{
+	/* The bit marked inside retired AL extent 1, and busy extent 3. */
+	return e == PER_AL + 2 || in_al(e, 3);
+}
+
+/* Idle entries leave the AL (their bits saved first); busy ones stay. */
+START_TEST(al_retire_idle)
+{
+	struct cr c;
+	uint64_t commits;
+
+	cfg_init(9 * ALX + 2 * EXT, 127);
+	open_expect(&c, 1);
+	ck_assert_int_eq(cr_begin(&c, ALX, 10, 1), 0);
+	ck_assert_int_eq(cr_begin(&c, 2 * ALX, 10, 1), 0);
+	ck_assert_int_eq(cr_begin(&c, 3 * ALX, 10, 1), 0);
+	cr_end(&c, ALX, 10, 1, 1);
+	cr_end(&c, 2 * ALX, 10, 1, 1);
+	cr_mark(&c, ALX + 2 * EXT, 1);	/* in memory only, inside AL 1 */
+	/* Not idle long enough yet: nothing leaves, nothing is written. */
+	commits = c.c_al_commits;
+	ck_assert_int_eq(cr_retire(&c, 3600 * UINT64_C(1000000000)), 0);
+	ck_assert_uint_eq(c.c_m.md_al_count, 3);
+	ck_assert_uint_eq(c.c_al_commits, commits);
+	ck_assert_int_eq(cr_retire(&c, 0), 0);
+	ck_assert(!al_is_hot(&c, 1) && !al_is_hot(&c, 2) && al_is_hot(&c, 3));
+	ck_assert_uint_eq(c.c_m.md_al_count, 1);
+	ck_assert_uint_eq(c.c_al_commits, commits + 1);
+	crash_reopen(&c);
+	assert_marked(&c, want_retire);
+	cr_close(&c, 1);
+}
+END_TEST
+
+static int
 want_evict(uint64_t e)
 {
 	/* Bits 5 and 6 of the evicted AL extent 0; B (2) and C (5) hot. */
@@ -867,6 +903,7 @@ main(void)
 	tcase_add_test(al, al_range_wider_than_cap);
 	tcase_add_test(al, al_range_keeps_its_own_hot_extent);
 	tcase_add_test(al, al_trim_across_many_al_extents);
+	tcase_add_test(al, al_retire_idle);
 	tcase_set_timeout(al, 120);
 	suite_add_tcase(s, al);
 

@@ -748,6 +748,10 @@ START_TEST(test_err_field)
 	ck_assert_err(decode(&h), WIRE_OK);
 	h = mkhdr(WIRE_PING, 0x0020u, 0, 0, 0);
 	ck_assert_err(decode(&h), WIRE_EFIELD);
+	h = mkhdr(WIRE_WRITE_ZEROES, WIRE_F_COPY | WIRE_F_NO_HOLE, 0, 0, 4096);
+	ck_assert_err(decode(&h), WIRE_OK);
+	h = mkhdr(WIRE_TRIM, WIRE_F_COPY, 0, 0, 4096);
+	ck_assert_err(decode(&h), WIRE_EFIELD);
 	h = mkhdr(WIRE_PING, 0x80000000u, 0, 0, 0);
 	ck_assert_err(decode(&h), WIRE_EFIELD);
 	/* GOODBYE reason over its bound. */
