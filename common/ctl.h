@@ -5,7 +5,8 @@
  * line; one JSON object per reply line. Every reply has "ok": true|false;
  * an error also has "error": {"code": "...", "message": "..."} with a
  * stable code: unknown-command, bad-argument, not-permitted, busy,
- * line-too-long, internal.
+ * line-too-long, internal, not-connected (needs the mirror), wrong-role
+ * (the verb belongs to the other daemon).
  *
  * The server (ctl.c) owns the framing, the limits and the error replies;
  * the daemon supplies one handler that answers a verb. Event thread only.

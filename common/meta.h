@@ -38,6 +38,8 @@ enum meta_role { ROLE_NONE = 0, ROLE_PRIMARY = 1, ROLE_MIRROR = 2 };
 #define META_F_CLEAN		0x01u	/* stopped cleanly: the AL is empty */
 #define META_F_INCONSISTENT	0x02u	/* mirror: a resync is unfinished */
 #define META_F_PEER_HAS_GEN	0x04u	/* primary: a mirror holds md_gen */
+#define META_F_DISK_FAILED	0x08u	/* primary: reads failed; the data is
+					 * stale (writes went to the mirror) */
 
 struct meta {
 	uint8_t		md_uuid[META_UUID_LEN];	/* all zero: no identity yet */

@@ -577,7 +577,8 @@ static int
 cmd_metrics(int argc, char **argv)
 {
 	static const char *const conn_states[] = {
-		"connected", "connecting", "disconnected", "listening", NULL
+		"connected", "connecting", "disconnected", "listening",
+		"split-brain", NULL
 	};
 	static const char *const disk_states[] = {
 		"up-to-date", "outdated", "inconsistent", "failed", NULL

@@ -96,6 +96,17 @@ take_role(struct mirror *m)
 
 	m->mr_disk = (c->c_m.md_flags & META_F_INCONSISTENT) ?
 	    "inconsistent" : "outdated";	/* until a primary says more */
+	if (c->c_m.md_flags & META_F_DISK_FAILED) {
+		/* Its data is stale where writes went to the mirror alone,
+		 * and suspect where reads failed: all of it is copied. */
+		log_warnx("this volume's disk failed while it was the "
+		    "primary: every extent is marked for the primary to copy");
+		cr_mark_all(c);
+		c->c_m.md_flags &= ~META_F_DISK_FAILED;
+		c->c_unsaved = 1;
+		if (cr_save(c) != 0)
+			return EX_IOERR;
+	}
 	if (c->c_m.md_role == ROLE_MIRROR)
 		return 0;
 	if (c->c_m.md_role == ROLE_PRIMARY)

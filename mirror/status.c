@@ -69,8 +69,9 @@ status_handle(void *arg, const char *verb, const char *args)
 		return json_pack("{s:b, s:b, s:s}", "ok", 1, "split_brain",
 		    m->mr_split, "message", m->mr_split ? "this side's data "
 		    "will be discarded when the primary reconnects" :
-		    "armed: no split brain now; the next one is resolved in "
-		    "the primary's favour");
+		    "armed: no split brain now; if the next primary session "
+		    "finds one, this side's data yields (until a session "
+		    "starts or this daemon restarts)");
 	}
 	if (strcmp(verb, "verify") == 0 || strcmp(verb, "resync") == 0)
 		return ctl_error("wrong-role", "%s: run it on the primary, "

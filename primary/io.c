@@ -105,23 +105,41 @@ remote_read_done(struct preq *rr)
  * mirror, writes go to it alone), and an up-to-date mirror is asked for
  * the data. Returns 1 if r waits for it, 0 if r must fail.
  */
+void
+io_disk_failed(struct primary *p, const struct preq *r)
+{
+	struct cr *c = &p->p_cr;
+
+	if (p->p_disk_failed)
+		return;
+	__atomic_store_n(&p->p_disk_failed, 1, __ATOMIC_RELAXED);
+	log_warnx("storage: reading %llu+%llu: %s; the disk is failed: "
+	    "reads are served by the mirror and writes go to it alone; this "
+	    "disk's data is stale from now on: fail over to the mirror",
+	    (unsigned long long)r->pr_op.off, (unsigned long long)r->pr_op.len,
+	    strerror(-r->pr_local_status));
+	notify_status("disk failed; serving from the mirror");
+	/* Recorded, so that duet-primary never serves this disk again. */
+	c->c_m.md_flags |= META_F_DISK_FAILED;
+	cr_commit(c);
+}
+
 static int
 read_from_mirror(struct primary *p, struct preq *r)
 {
+	struct cr *c = &p->p_cr;
+	uint64_t e, ext = p->p_cfg.extent_size;
 	struct preq *rr;
 
-	if (!p->p_disk_failed) {
-		p->p_disk_failed = 1;
-		log_warnx("storage: reading %llu+%llu: %s; the disk is failed: "
-		    "reads are served by the mirror and writes go to it alone "
-		    "until duet-primary is restarted on a good disk",
-		    (unsigned long long)r->pr_op.off,
-		    (unsigned long long)r->pr_op.len,
-		    strerror(-r->pr_local_status));
-		notify_status("disk failed; serving from the mirror");
-	}
-	if (!repl_connected(p) || !sync_mirror_current(p) ||
-	    (rr = io_alloc(p, r->pr_op.len)) == NULL)
+	io_disk_failed(p, r);
+	if (!repl_connected(p) || !sync_mirror_current(p))
+		return 0;
+	/* An extent the mirror is known to lack (or to differ in) cannot
+	 * stand in for ours. */
+	for (e = r->pr_op.off / ext; e * ext < r->pr_op.off + r->pr_op.len; e++)
+		if (cr_test(c, e))
+			return 0;
+	if ((rr = io_alloc(p, r->pr_op.len)) == NULL)
 		return 0;
 	rr->pr_op.type = TG_OTHER;
 	rr->pr_op.off = r->pr_op.off;

@@ -126,6 +126,15 @@ take_role(struct primary *p)
 		    c->c_path);
 		return EX_DATAERR;
 	}
+	if (c->c_m.md_flags & META_F_DISK_FAILED) {
+		log_warnx("volume.metadata: %s: this disk failed while "
+		    "duet-primary served it (reads returned errors) and writes "
+		    "went to the mirror alone: its data is stale and is not "
+		    "served. Fail over: promote the mirror, and start "
+		    "duet-mirror here on a good disk (it is copied whole)",
+		    c->c_path);
+		return EX_DATAERR;
+	}
 	if (c->c_m.md_gen == 0 || c->c_m.md_role != ROLE_PRIMARY) {
 		if (c->c_m.md_role == ROLE_MIRROR)
 			log_info("promoted: this volume was a mirror; it is "

@@ -124,6 +124,9 @@ uint64_t io_frontier_now(struct primary *p);
 struct preq *io_alloc(struct primary *p, uint64_t len);
 void io_free(struct primary *p, struct preq *r);
 
+/* A local read of r failed: the disk is failed from now on (recorded in
+ * the metadata: duet-primary will not serve it again). */
+void io_disk_failed(struct primary *p, const struct preq *r);
 /* Drops one of a write's AL references; mark: the mirror lacks it. */
 void io_cr_release(struct primary *p, struct preq *r, int mark);
 /* repl.c calls these on the event thread; either may answer and free r. */

@@ -275,11 +275,14 @@ sync_chunk_done(struct preq *r)
 	uint64_t e, e0 = r->pr_op.off / ext_bytes(p);
 	uint64_t e1 = e0 + (r->pr_op.len + ext_bytes(p) - 1) / ext_bytes(p);
 
-	if (r->pr_local_status != 0)
+	if (r->pr_local_status != 0) {
 		log_warnx("resync: reading %llu+%llu: %s; pass stopped",
 		    (unsigned long long)r->pr_op.off,
 		    (unsigned long long)r->pr_op.len,
 		    strerror(-r->pr_local_status));
+		if (r->pr_local_status == -EIO)
+			io_disk_failed(p, r);
+	}
 	if (current) {
 		sy->sy_outstanding--;
 		sy->sy_done += r->pr_op.len;
@@ -295,8 +298,8 @@ sync_chunk_done(struct preq *r)
 				sy->sy_run_data += r->pr_op.len;
 			}
 		}
-		if (failed)
-			sy->sy_pass = PASS_NONE;	/* the session is gone */
+		if (failed)	/* the session is gone, or our disk failed */
+			sy->sy_pass = PASS_NONE;
 	}
 	io_free(p, r);
 	if (current && !failed)
@@ -438,8 +441,15 @@ sync_verify(struct primary *p, const char *args)
 	snprintf(buf, sizeof(buf), "%s", args);
 	for (tok = strtok_r(buf, " ", &save); tok != NULL;
 	    tok = strtok_r(NULL, " ", &save)) {
-		char *val = strtok_r(NULL, " ", &save);
-		uint64_t *dst = strcmp(tok, "--start") == 0 ? &start :
+		/* --start OFFSET or --start=OFFSET */
+		char *val = strchr(tok, '=');
+		uint64_t *dst;
+
+		if (val != NULL)
+			*val++ = '\0';
+		else
+			val = strtok_r(NULL, " ", &save);
+		dst = strcmp(tok, "--start") == 0 ? &start :
 		    strcmp(tok, "--stop") == 0 ? &stop : NULL;
 
 		if (dst == NULL)

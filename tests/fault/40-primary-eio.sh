@@ -4,7 +4,8 @@
 # exists). The primary asks the mirror for the data and answers the
 # client with it, says "disk": "failed", and from then on serves reads
 # from the mirror and sends writes to the mirror alone, under a fio load
-# that verifies what it wrote. With the mirror gone too, reads fail.
+# that verifies what it wrote. With the mirror gone too, reads fail; and
+# duet-primary, restarted, refuses the disk (its data is stale).
 . "$(dirname "$0")/lib.sh"
 need fio
 need qemu-io
@@ -91,4 +92,13 @@ if qemu-io -f raw -c "read 0 4k" "$NBD_URI" >"$T/r2.out" 2>&1 &&
 fi
 echo "ok   with no mirror, reads fail: $(grep -i error "$T/r2.out" | head -1)"
 stop_primary || fail "duet-primary exited with $?"
+
+# The failed disk is recorded: duet-primary will not serve it again.
+rm -f "$T/inject"
+"$PRIMARY" -c "$T/primary.conf" -f >"$T/again.log" 2>&1
+rc=$?
+[ $rc -eq 65 ] || fail "restart on the failed disk exited with $rc, want 65: $(cat "$T/again.log")"
+grep -q 'its data is stale' "$T/again.log" ||
+    fail "no reason given for the refusal: $(cat "$T/again.log")"
+echo "ok   duet-primary refuses the failed disk (exit 65): $(grep -o 'this disk failed[^(]*' "$T/again.log")"
 echo "PASS: $TNAME"
