@@ -1,0 +1,104 @@
+#!/bin/sh
+# 11-kill-mirror: duet-mirror killed with SIGKILL in sync mode while fio
+# writes and acknowledged-write stamps are running.
+#
+#  1. the client never notices: fio finishes without an error, and every
+#     stamp acknowledged (before, during and after the kill) is on the
+#     primary's disk
+#  2. while the mirror is away the primary says so and records what it
+#     misses: connection not "connected", out_of_sync_extents > 0
+#  3. the restarted mirror is brought up to date with only what changed:
+#     0 < delta counters.resync_extents <= the 4 MiB activity log regions
+#     fio and the stamps wrote (64 extents each: the mirror's hot regions
+#     after its crash, and the primary's record of the writes it missed);
+#     no "full resync" after the first one
+#  4. after clean stops the two volumes are equal byte for byte
+. "$(dirname "$0")/lib.sh"
+need fio
+need qemu-io
+need timeout
+
+MIB=1048576
+REGION=$((4 * MIB))		# META_AL_EXTENT
+EXT=$((64 * 1024))		# volume.extent_size in write_conf
+FIO_OFF=0 FIO_SIZE=$((16 * MIB))
+STAMP_OFF=$((100 * MIB)) STAMPS=1024
+
+al_extents() {
+	echo $(( (($1 + $2 - 1) / REGION - $1 / REGION + 1) * (REGION / EXT) ))
+}
+
+wait_stamps() {
+	_n=0
+	while _c=$(grep -c '^wrote' "$T/stamps.out" 2>/dev/null)
+	    [ "${_c:-0}" -lt "$1" ]; do
+		_n=$((_n + 1))
+		[ $_n -le 150 ] || fail "fewer than $1 stamps acknowledged after 15 s"
+		sleep 0.1
+	done
+}
+
+resync_extents() {
+	pstat 's["counters"]["resync_extents"]'
+}
+
+fault_setup sync 256M
+start_mirror
+start_primary
+wait_in_sync
+[ "$(grep -c 'full resync' "$PRIMARY_LOG")" = 1 ] ||
+    fail "the first connection is not a full resync"
+before=$(resync_extents)
+
+bg timeout -k 5 60 fio --name=load --ioengine=nbd --uri="$NBD_URI" \
+    --rw=randwrite --bs=4k --iodepth=16 --offset=$FIO_OFF --size=$FIO_SIZE \
+    --time_based --runtime=10 --output="$T/fio.out" 2>"$T/fio.err"
+FIO_PID=$LAST_PID
+sleep 2
+stamp_writes $STAMPS $STAMP_OFF &
+STAMP_PID=$!
+wait_stamps 150
+crash_mirror
+echo "mirror killed with $(grep -c '^wrote' "$T/stamps.out") stamps acknowledged"
+
+wait_status "$PRIMARY_STATUS" 's["connection"]["state"] != "connected"' 10
+wait_status "$PRIMARY_STATUS" 's["out_of_sync_extents"] > 0' 10
+w0=$(pstat 's["counters"]["writes"]')
+sleep 1
+w1=$(pstat 's["counters"]["writes"]')
+[ "$w1" -gt "$w0" ] || fail "client writes stopped without the mirror"
+wait $STAMP_PID
+[ "$(grep -c '^wrote' "$T/stamps.out")" = $STAMPS ] ||
+    { show "$T/stamps.out"; fail "stamps failed while the mirror was away"; }
+check_stamps "$T/primary.img" $STAMP_OFF
+sleep 2
+away=$(pstat 's["out_of_sync_extents"]')
+echo "while the mirror is away: out_of_sync_extents $away," \
+    "$((w1 - w0)) client writes a second"
+
+start_mirror
+grep -q 'not stopped cleanly: [0-9]* hot extents' "$MIRROR_LOG" ||
+    fail "the restarted mirror does not report its hot activity log"
+bg_wait $FIO_PID
+rc=$?
+[ $rc = 0 ] || { show "$T/fio.err"; fail "fio failed (exit $rc)"; }
+grep -q 'err= 0' "$T/fio.out" || { show "$T/fio.out"; fail "fio saw errors"; }
+wait_in_sync
+moved=$(($(resync_extents) - before))
+bound=$(( $(al_extents $FIO_OFF $FIO_SIZE) + $(al_extents $STAMP_OFF $((STAMPS * 4096))) ))
+echo "resync after the mirror's crash: $moved extents, bound $bound"
+grep 'resync of changed extents' "$PRIMARY_LOG" | tail -1
+grep 'not stopped cleanly' "$MIRROR_LOG" | tail -1
+[ "$moved" -gt 0 ] || fail "nothing was resynced after the mirror's crash"
+[ "$moved" -le "$bound" ] ||
+    fail "resync moved $moved extents, more than the $bound written to"
+[ "$(grep -c 'full resync' "$PRIMARY_LOG")" = 1 ] ||
+    fail "the primary did a full resync after the mirror's crash"
+[ "$(grep -c 'full resync' "$MIRROR_LOG")" = 1 ] ||
+    fail "the mirror saw a full resync after its crash"
+
+stop_primary || fail "duet-primary did not stop cleanly"
+stop_mirror || fail "duet-mirror did not stop cleanly"
+same_images "after the mirror's crash and resync"
+check_stamps "$T/mirror.img" $STAMP_OFF
+echo "PASS: $TNAME"
