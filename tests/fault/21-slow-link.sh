@@ -88,6 +88,8 @@ else
 fi
 [ "$(grep -c 'full resync' "$PRIMARY_LOG")" = 1 ] ||
     fail "the primary did a full resync after the first"
+[ "$(grep -c 'full resync' "$MIRROR_LOG")" = 1 ] ||
+    fail "the mirror saw a full resync after the first"
 
 stop_primary || fail "duet-primary did not stop cleanly"
 stop_mirror || fail "duet-mirror did not stop cleanly"
