@@ -116,6 +116,8 @@ grep 'resync of changed extents' "$PRIMARY_LOG" | tail -1
     fail "resync moved $moved extents, more than the $bound recorded"
 [ "$(grep -c 'full resync' "$PRIMARY_LOG")" = 1 ] ||
     fail "the primary did a full resync onto the bigger disk"
+[ "$(grep -c 'full resync' "$MIRROR_LOG")" = 1 ] ||
+    fail "the mirror saw a full resync after the first"
 
 stop_primary || fail "duet-primary did not stop cleanly"
 stop_mirror || fail "duet-mirror did not stop cleanly"
