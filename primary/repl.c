@@ -48,6 +48,7 @@
 #define REPL_PING_S		5
 #define REPL_CONGESTION_S	10
 #define REPL_HELLO_TIMEOUT_S	10
+#define REPL_SILENCE_S		15	/* nothing from the mirror: gone */
 
 enum repl_state { R_IDLE, R_CONNECTING, R_HELLO, R_CR, R_UP, R_BACKOFF,
     R_DONE };
@@ -544,6 +545,14 @@ handle_cr(struct repl *rp, const struct wire_hdr *h, const uint8_t *payload)
 	evtimer_add(rp->rp_timer, &ping);
 	rp->rp_state = R_UP;
 	rp->rp_backoff = 0;
+	/* A partition that TCP does not notice: the mirror answers every
+	 * PING (sent after REPL_PING_S without traffic), and acks flow under
+	 * load, so this long without a byte means the link is dead even when
+	 * the window is not full. */
+	{
+		struct timeval silence = { REPL_SILENCE_S, 0 };
+		bufferevent_set_timeouts(rp->rp_bev, &silence, NULL);
+	}
 	rp->rp_since = time(NULL);
 	rp->rp_last_err[0] = '\0';
 	notify_status("mirror %s: connected", rp->rp_addr);
@@ -683,6 +692,10 @@ repl_event(struct bufferevent *bev, short what, void *arg)
 	unsigned long e;
 	char buf[256] = "";
 
+	if (what & BEV_EVENT_TIMEOUT) {
+		repl_drop(rp, "nothing from the mirror for %d s", REPL_SILENCE_S);
+		return;
+	}
 	if (what & BEV_EVENT_CONNECTED) {
 		rp->rp_state = R_HELLO;
 		send_hello(rp);
