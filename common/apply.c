@@ -19,10 +19,13 @@ op_name(enum tg_type t)
 	}
 }
 
+static struct log_every storage_errors;
+
 int
 apply_storage(struct storage *st, struct tg_op *op, uint64_t off,
     uint64_t len, void *buf)
 {
+	uint64_t skipped;
 	int rc;
 
 	switch (op->type) {
@@ -44,9 +47,10 @@ apply_storage(struct storage *st, struct tg_op *op, uint64_t off,
 	}
 	if (rc == 0 && (op->flags & TG_F_FUA) && op->type != TG_READ)
 		rc = storage_flush(st);
-	if (rc != 0)
-		log_warnx("storage: %s at %llu+%llu: %s", op_name(op->type),
+	if (rc != 0 && log_every(&storage_errors, &skipped))
+		log_warnx("storage: %s at %llu+%llu: %s (%llu more failures "
+		    "not logged since the last line)", op_name(op->type),
 		    (unsigned long long)off, (unsigned long long)len,
-		    strerror(-rc));
+		    strerror(-rc), (unsigned long long)skipped);
 	return rc;
 }

@@ -130,6 +130,22 @@ now_ns(void)
 }
 
 int
+log_every(struct log_every *le, uint64_t *skipped)
+{
+	uint64_t now = now_ns();
+	uint64_t last = __atomic_load_n(&le->le_last_ns, __ATOMIC_RELAXED);
+
+	if ((last != 0 && now - last < 1000000000ull) ||
+	    !__atomic_compare_exchange_n(&le->le_last_ns, &last, now, 0,
+	    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		__atomic_add_fetch(&le->le_skipped, 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	*skipped = __atomic_exchange_n(&le->le_skipped, 0, __ATOMIC_RELAXED);
+	return 1;
+}
+
+int
 buf_is_zero(const void *buf, size_t len)
 {
 	const uint8_t *b = buf;

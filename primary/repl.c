@@ -84,6 +84,7 @@ struct repl {
 	time_t		 rp_since;	/* last change of up / not up */
 	int		 rp_split;	/* the mirror said split brain */
 	uint64_t	 rp_zero_writes;	/* WRITEs sent as WRITE_ZEROES */
+	struct log_every rp_mirror_errors;
 	int		 rp_full;	/* the mirror shares no generation */
 	uint8_t		*rp_crbits;	/* the mirror's record, arriving */
 	uint64_t	 rp_crnext;	/* next extent expected in CR_XFER */
@@ -388,6 +389,7 @@ handle_ack(struct repl *rp, const struct wire_hdr *h, unsigned kind,
 {
 	struct primary *p = rp->rp_p;
 	struct ring_ent *e = ring_find(rp, h->seq);
+	uint64_t skipped;
 	struct preq *r;
 
 	if (e == NULL || (h->type != WIRE_ACK && (e->re_r == NULL ||
@@ -400,9 +402,13 @@ handle_ack(struct repl *rp, const struct wire_hdr *h, unsigned kind,
 		return;
 	}
 	if (status != 0) {
-		/* The mirror's disk failed this op: it no longer matches. */
-		log_warnx("mirror %s: operation %llu failed there: %s",
-		    rp->rp_addr, (unsigned long long)h->seq, strerror(status));
+		/* The mirror's disk failed this op: it no longer matches
+		 * there (ring_settle records the extents). */
+		if (log_every(&rp->rp_mirror_errors, &skipped))
+			log_warnx("mirror %s: operation %llu failed there: %s "
+			    "(%llu more not logged since the last line)",
+			    rp->rp_addr, (unsigned long long)h->seq,
+			    strerror(status), (unsigned long long)skipped);
 		p->p_errors++;
 	}
 	if (kind == WIRE_ACK_APPLIED)
