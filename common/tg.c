@@ -29,8 +29,8 @@
  * group's idle list is the enabled signal: the dispatcher wakes a task only
  * if it pops one from that list. A task joins the list, under mq_lock in
  * the same step as the look that found the main queue empty, only while
- * its waker is armed; under WAKE_ADAPTIVE that is after it drained, polled
- * once more (a yield and another look) and re-armed, so a busy group takes
+ * its waker is armed; under WAKE_ADAPTIVE that is after it drained, looked
+ * once more (the poll) and re-armed, so a task that is still looking takes
  * new pieces without any wake-up. A task on the idle list is armed, or
  * awake with its signal taken by a producer (w_pending set), or just back
  * from waker_wait and about to leave the list; in every case it looks at

@@ -7,9 +7,10 @@
  * whose compare-and-swap takes the signal, or the owner (waker_busy, or
  * after a sleep). w_pending and w_sleeping are under w_lock. The counters
  * are relaxed atomics: statistics, read while producers run.
+ *
+ * At saturation producers read w_armed on every signal, so the owner writes
+ * the waker's cache line only when something changes.
  */
-#include <sched.h>
-
 #include "common/wake.h"
 
 static void
@@ -19,9 +20,13 @@ waker_init_common(struct waker *w, enum wake_policy policy,
 	pthread_mutex_init(&w->w_lock, NULL);
 	pthread_cond_init(&w->w_cond, NULL);
 	w->w_policy = policy;
-	/* Always-signal is adaptive with the signal never disabled. */
-	w->w_armed = policy == WAKE_ALWAYS;
-	w->w_looks = 0;
+	/*
+	 * The owner starts idle, with the signal enabled: an owner that does
+	 * not look before its first signal (an event loop) must get it.
+	 * Always-signal is this state for good.
+	 */
+	w->w_armed = 1;
+	w->w_looks = 2;
 	w->w_signals = 0;
 	w->w_wakeups = 0;
 	w->w_kick = kick;
@@ -59,7 +64,7 @@ waker_signal(struct waker *w)
 		/* The caller's publish, then the load of w_armed: see wake.h. */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		if (!__atomic_load_n(&w->w_armed, __ATOMIC_RELAXED))
-			return;		/* the owner is polling */
+			return;		/* the owner is busy or polling */
 		/* Of several producers, one takes the signal. */
 		if (!__atomic_compare_exchange_n(&w->w_armed, &armed, 0, 0,
 		    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
@@ -85,8 +90,8 @@ waker_busy(struct waker *w)
 {
 	int armed = 1;
 
-	if (w->w_policy == WAKE_ALWAYS)
-		return 0;
+	if (w->w_policy == WAKE_ALWAYS || w->w_looks == 0)
+		return 0;	/* busy already: the common case, no writes */
 	w->w_looks = 0;
 	if (!__atomic_load_n(&w->w_armed, __ATOMIC_RELAXED))
 		return 0;
@@ -107,10 +112,11 @@ waker_idle(struct waker *w)
 	if (__atomic_load_n(&w->w_armed, __ATOMIC_RELAXED) && w->w_looks > 0)
 		return WAKE_SLEEP;	/* the look after re-arming: empty */
 	if (w->w_looks++ == 0)
-		return WAKE_POLL;	/* drained: one more look, later */
+		return WAKE_POLL;	/* drained: one more look */
 	/*
-	 * The poll found nothing either: re-enable the signal. The fence
-	 * orders the store before the caller's next look (see wake.h).
+	 * The poll found nothing either (or a producer took the signal we
+	 * armed): re-enable the signal. The fence orders the store before
+	 * the caller's next look (see wake.h).
 	 */
 	__atomic_store_n(&w->w_armed, 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -122,8 +128,6 @@ waker_wait(struct waker *w)
 {
 	switch (waker_idle(w)) {
 	case WAKE_POLL:
-		/* Let whoever is runnable (a producer, perhaps) go first. */
-		sched_yield();
 		return 0;
 	case WAKE_ARMED:
 		return 1;

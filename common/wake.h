@@ -16,8 +16,8 @@
  *                  only the first producer pays for a wake-up; a producer
  *                  that finds it disarmed does nothing but one fence and one
  *                  load. The woken owner drains with the signal disabled,
- *                  and when a look finds nothing it schedules one more look
- *                  (the poll) instead of sleeping. If that look finds work it
+ *                  and when a look finds nothing it takes one more look (the
+ *                  poll) instead of sleeping. If that look finds work it
  *                  drains again; only when it finds nothing does the owner
  *                  re-arm, and then it must look once more before it sleeps
  *                  (work published before the re-arm was visible was not
@@ -31,6 +31,14 @@
  *				waker_wait(w);	(or waker_idle, see below)
  *		}
  *
+ * The poll is a plain look, not a pause: a thread owner looks again at
+ * once; the event loop (cq.c) looks again after one pass of its loop.
+ * Pausing was tried and measured on a shared 2-vCPU machine (bench/
+ * README.md, "dispatch"): a yield can lose the CPU for milliseconds when
+ * the machine is busy, and a spin takes the CPU from the very thread that
+ * would bring the work; both cost far more tail latency and throughput
+ * than the wake-ups they saved.
+ *
  * Why no wake-up is lost: a producer does  publish; fence; load armed.  The
  * owner, re-arming, does  store armed; fence; look.  With both fences
  * sequentially consistent, at least one side sees the other's store: the
@@ -41,9 +49,9 @@
  *
  * An owner that is not a thread sleeping in waker_wait (cq.c's event loop)
  * gives a kick function instead of the condition variable, and drives the
- * policy itself with waker_idle: it schedules its own look for WAKE_POLL,
- * looks once more for WAKE_ARMED, and simply returns (the event loop
- * sleeps) for WAKE_SLEEP; the kick must make it look again.
+ * policy itself with waker_idle: it takes the poll for WAKE_POLL, looks
+ * once more for WAKE_ARMED, and simply returns (the event loop sleeps) for
+ * WAKE_SLEEP; the kick must make it look again.
  */
 #ifndef DUET_WAKE_H
 #define DUET_WAKE_H
@@ -58,7 +66,7 @@ enum wake_policy {
 
 /* What an owner whose last look found nothing does next (waker_idle). */
 enum wake_step {
-	WAKE_POLL,	/* look once more later; the signal stays disabled */
+	WAKE_POLL,	/* look once more; the signal stays disabled */
 	WAKE_ARMED,	/* the signal is enabled now: look once more at once */
 	WAKE_SLEEP,	/* sleep until signalled */
 };
@@ -96,11 +104,11 @@ int waker_busy(struct waker *w);
 /* Owner: a look found nothing. Says what to do next (see above). */
 enum wake_step waker_idle(struct waker *w);
 /*
- * Owner thread: a look found nothing. Polls (yields the CPU, returns),
- * re-arms (returns at once) or sleeps until signalled, as waker_idle says;
- * the caller looks again in every case. Returns 1 if the signal was armed
- * on return or the owner slept (so a producer may have taken its signal),
- * 0 after a plain poll.
+ * Owner thread: a look found nothing. Returns at once for the poll or after
+ * re-arming, or sleeps until signalled, as waker_idle says; the caller
+ * looks again in every case. Returns 1 if the signal was armed on return or
+ * the owner slept (so a producer may have taken its signal), 0 after the
+ * poll step.
  */
 int waker_wait(struct waker *w);
 /* Owner: whether the signal is enabled (always 1 for WAKE_ALWAYS). */
