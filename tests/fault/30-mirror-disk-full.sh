@@ -97,6 +97,12 @@ grep -m1 'failed there' "$PRIMARY_LOG"
 [ "$merrs" -gt 0 ] || fail "the mirror counts no error"
 grep -q 'failed there: No space left on device' "$PRIMARY_LOG" ||
     fail "the primary's log does not name the error"
+# ... once a second at most, not once per failed write.
+nlog=$(grep -c 'failed there' "$PRIMARY_LOG")
+[ "$nlog" -lt "$errs" ] && [ "$nlog" -le 60 ] ||
+    fail "$nlog log lines for $errs failed writes: not rate-limited"
+mlog=$(grep -c 'No space left' "$MIRROR_LOG")
+[ "$mlog" -le 60 ] || fail "the mirror logged $mlog lines for its errors"
 
 # A bigger disk: the same file and metadata, off the tmpfs.
 x0=$(counter resync_extents)
