@@ -14,28 +14,8 @@ need fio
 need qemu-io
 need timeout
 
-MIB=1048576
-REGION=$((4 * MIB))		# META_AL_EXTENT
-EXT=$((64 * 1024))		# volume.extent_size in write_conf
 FIO_OFF=0 FIO_SIZE=$((16 * MIB))
 STAMP_OFF=$((100 * MIB)) STAMPS=1024
-
-# al_extents OFF LEN: the extents of the 4 MiB regions [OFF, OFF+LEN) touches.
-al_extents() {
-	echo $(( (($1 + $2 - 1) / REGION - $1 / REGION + 1) * (REGION / EXT) ))
-}
-
-# wait_stamps N: until N stamps are acknowledged (qemu-io buffers its output,
-# so they show up in bursts).
-wait_stamps() {
-	_n=0
-	while _c=$(grep -c '^wrote' "$T/stamps.out" 2>/dev/null)
-	    [ "${_c:-0}" -lt "$1" ]; do
-		_n=$((_n + 1))
-		[ $_n -le 150 ] || fail "fewer than $1 stamps acknowledged after 15 s"
-		sleep 0.1
-	done
-}
 
 fault_setup sync 256M
 start_mirror

@@ -21,26 +21,9 @@ need fio
 need qemu-io
 need timeout
 
-MIB=1048576
-REGION=$((4 * MIB))		# META_AL_EXTENT
-EXT=$((64 * 1024))		# volume.extent_size in write_conf
 FIO_OFF=0 FIO_SIZE=$((16 * MIB))
 STAMP_OFF=$((100 * MIB)) STAMPS=1024
 BAD=""
-
-al_extents() {
-	echo $(( (($1 + $2 - 1) / REGION - $1 / REGION + 1) * (REGION / EXT) ))
-}
-
-wait_stamps() {
-	_n=0
-	while _c=$(grep -c '^wrote' "$T/stamps.out" 2>/dev/null)
-	    [ "${_c:-0}" -lt "$1" ]; do
-		_n=$((_n + 1))
-		[ $_n -le 150 ] || fail "fewer than $1 stamps acknowledged after 15 s"
-		sleep 0.1
-	done
-}
 
 restart_primary() {
 	rm -f "$NBD_SOCK"	# the killed primary's: start_primary waits for it

@@ -27,14 +27,7 @@ need fio
 need qemu-io
 need timeout
 
-MIB=1048576
-REGION=$((4 * MIB))		# META_AL_EXTENT
-EXT=$((64 * 1024))		# volume.extent_size in write_conf
 BAD=""
-
-al_extents() {
-	echo $(( (($1 + $2 - 1) / REGION - $1 / REGION + 1) * (REGION / EXT) ))
-}
 
 counter() {
 	pstat "s[\"counters\"][\"$1\"]"

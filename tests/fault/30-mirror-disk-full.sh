@@ -22,7 +22,6 @@ need qemu-io
 need timeout
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root for a small tmpfs"; exit 77; }
 
-MIB=1048576
 FIO_SIZE=$((56 * MIB))
 STAMP_OFF=$((60 * MIB)) STAMPS=256
 SMALL=$T/small

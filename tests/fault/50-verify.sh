@@ -27,7 +27,6 @@ need timeout
 
 CTL=$DUET_BUILD/duetctl
 SIZE=128M
-EXT=65536
 BAD_OFF=$((96 * 1048576 + 8192))	# inside extent 1536
 BAD_EXT=$((BAD_OFF / EXT))
 

@@ -22,6 +22,10 @@
 #                       $T/stamps.out
 #   check_stamps FILE OFF  every stamp acknowledged (written at OFF) is in
 #                       FILE (an image)
+#   wait_stamps N       wait (15 s) until N stamps are acknowledged
+#   al_extents OFF LEN  how many extents the 4 MiB activity log regions
+#                       that [OFF, OFF+LEN) touches hold: what a crash
+#                       may resync of a region written
 NEED_PRIMARY=1
 . "$(dirname "$0")/../integration/lib.sh"
 need python3
@@ -30,6 +34,9 @@ need socat
 FAULTPROXY=$DUET_BUILD/tests/duet-faultproxy
 [ -x "$FAULTPROXY" ] || fail "$FAULTPROXY is not built (make)"
 PROXY_CTL=$T/proxy.ctl
+MIB=1048576
+REGION=$((4 * MIB))		# META_AL_EXTENT
+EXT=$((64 * 1024))		# volume.extent_size in write_conf
 PROXY_LOG=$T/proxy.log
 
 fault_setup() {
@@ -115,4 +122,19 @@ for line in open(sys.argv[2]):
 print(f"{n} acknowledged writes checked, {bad} missing")
 sys.exit(1 if bad or n == 0 else 0)
 PY
+}
+
+# qemu-io buffers its output, so stamps show up in bursts.
+wait_stamps() {
+	_n=0
+	while _c=$(grep -c '^wrote' "$T/stamps.out" 2>/dev/null)
+	    [ "${_c:-0}" -lt "$1" ]; do
+		_n=$((_n + 1))
+		[ $_n -le 150 ] || fail "fewer than $1 stamps acknowledged after 15 s"
+		sleep 0.1
+	done
+}
+
+al_extents() {
+	echo $(( (($1 + $2 - 1) / REGION - $1 / REGION + 1) * (REGION / EXT) ))
 }
