@@ -789,9 +789,10 @@ END_TEST
 #define SAT_WINDOW	64
 
 /*
- * At saturation (64 ops queued, a backend with a little work), the woken
- * tasks find new work on their extra look instead of sleeping: adaptive
- * must wake tasks fewer times than it runs ops. A count, not a timing.
+ * At saturation (up to 64 ops queued, refilled 32 at a time, a backend with
+ * a little work), woken tasks drain what was queued since instead of
+ * sleeping between ops: adaptive must wake tasks fewer times than it runs
+ * ops. A count, not a timing.
  */
 struct sat {
 	pthread_mutex_t	 lock;
@@ -845,20 +846,28 @@ START_TEST(adaptive_wakes_less_than_once_per_op_at_saturation)
 	for (i = 0; i < SAT_WINDOW; i++)
 		SAT.freel[SAT.nfree++] = &ops[i];
 	while (seq < SAT_OPS) {
+		struct tg_op *burst[SAT_WINDOW];
+		unsigned n = 0;
+
+		/* Half the window back before refilling: bursts, as under load. */
 		pthread_mutex_lock(&SAT.lock);
 		SAT.waiting = 1;
-		while (SAT.nfree == 0)
+		while (SAT.nfree < SAT_WINDOW / 2)
 			pthread_cond_wait(&SAT.cond, &SAT.lock);
 		SAT.waiting = 0;
-		op = SAT.freel[--SAT.nfree];
+		while (SAT.nfree > 0 && seq + n < SAT_OPS)
+			burst[n++] = SAT.freel[--SAT.nfree];
 		pthread_mutex_unlock(&SAT.lock);
-		memset(op, 0, sizeof(*op));
-		op->seq = ++seq;
-		op->type = TG_TRIM;
-		op->off = (seq % 256) * 4096;	/* one range, no overlap */
-		op->len = 4096;
-		op->done = sat_done;
-		ck_assert_int_eq(tg_submit(tg, op), 0);
+		for (i = 0; i < n; i++) {
+			op = burst[i];
+			memset(op, 0, sizeof(*op));
+			op->seq = ++seq;
+			op->type = TG_TRIM;
+			op->off = (seq % 256) * 4096;	/* one range, no overlap */
+			op->len = 4096;
+			op->done = sat_done;
+			ck_assert_int_eq(tg_submit(tg, op), 0);
+		}
 	}
 	tg_drain(tg);
 	tg_get_stats(tg, &st);
