@@ -53,13 +53,7 @@ bound=$(( $(al_extents $FIO_OFF $FIO_SIZE) + $(al_extents $STAMP_OFF $((STAMPS *
 echo "resync after the primary's crash: $moved extents" \
     "($(pstat 's["counters"]["resync_data_bytes"]') bytes of data), bound $bound"
 grep 'resync of changed extents' "$PRIMARY_LOG" | tail -1
-[ "$moved" -gt 0 ] || fail "nothing was resynced after the crash"
-[ "$moved" -le "$bound" ] ||
-    fail "resync moved $moved extents, more than the $bound written to"
-[ "$(grep -c 'full resync' "$PRIMARY_LOG")" = 1 ] ||
-    fail "the primary did a full resync after its crash"
-[ "$(grep -c 'full resync' "$MIRROR_LOG")" = 1 ] ||
-    fail "the mirror saw a full resync after the primary's crash"
+check_resync "$moved" "$bound" "the primary's crash"
 
 stop_primary || fail "duet-primary did not stop cleanly"
 stop_mirror || fail "duet-mirror did not stop cleanly"

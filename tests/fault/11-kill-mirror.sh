@@ -72,13 +72,7 @@ bound=$(( $(al_extents $FIO_OFF $FIO_SIZE) + $(al_extents $STAMP_OFF $((STAMPS *
 echo "resync after the mirror's crash: $moved extents, bound $bound"
 grep 'resync of changed extents' "$PRIMARY_LOG" | tail -1
 grep 'not stopped cleanly' "$MIRROR_LOG" | tail -1
-[ "$moved" -gt 0 ] || fail "nothing was resynced after the mirror's crash"
-[ "$moved" -le "$bound" ] ||
-    fail "resync moved $moved extents, more than the $bound written to"
-[ "$(grep -c 'full resync' "$PRIMARY_LOG")" = 1 ] ||
-    fail "the primary did a full resync after the mirror's crash"
-[ "$(grep -c 'full resync' "$MIRROR_LOG")" = 1 ] ||
-    fail "the mirror saw a full resync after its crash"
+check_resync "$moved" "$bound" "the mirror's crash"
 
 stop_primary || fail "duet-primary did not stop cleanly"
 stop_mirror || fail "duet-mirror did not stop cleanly"

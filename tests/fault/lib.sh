@@ -23,6 +23,9 @@
 #   check_stamps FILE OFF  every stamp acknowledged (written at OFF) is in
 #                       FILE (an image)
 #   wait_stamps N       wait (15 s) until N stamps are acknowledged
+#   check_resync MOVED BOUND WHAT  the resync after WHAT moved some extents,
+#                       at most BOUND, and neither log shows a full resync
+#                       after the first
 #   al_extents OFF LEN  how many extents the 4 MiB activity log regions
 #                       that [OFF, OFF+LEN) touches hold: what a crash
 #                       may resync of a region written
@@ -137,4 +140,14 @@ wait_stamps() {
 
 al_extents() {
 	echo $(( (($1 + $2 - 1) / REGION - $1 / REGION + 1) * (REGION / EXT) ))
+}
+
+check_resync() {
+	[ "$1" -gt 0 ] || fail "nothing was resynced after $3"
+	[ "$1" -le "$2" ] ||
+	    fail "resync moved $1 extents, more than the $2 written to"
+	[ "$(grep -c 'full resync' "$PRIMARY_LOG")" = 1 ] ||
+	    fail "the primary did a full resync after $3"
+	[ "$(grep -c 'full resync' "$MIRROR_LOG")" = 1 ] ||
+	    fail "the mirror saw a full resync after $3"
 }
