@@ -2,9 +2,11 @@
 # Installs the Debian 12 packages duet needs to build, test and demo.
 # As root it runs apt-get; otherwise it prints the command to run.
 set -eu
+# qemu-system-common: qemu-storage-daemon, for the QEMU systems of bench/e2e.sh
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libconfig-dev check libjansson-dev libsystemd-dev
-openssl fio qemu-utils nbdkit libnbd-bin socat iproute2 systemd"
+openssl fio qemu-utils qemu-system-common nbdkit libnbd-bin socat iproute2
+systemd"
 
 missing=""
 for p in $PKGS; do
