@@ -30,13 +30,15 @@
  * if it pops one from that list. A task joins the list, under mq_lock in
  * the same step as the look that found the main queue empty, only while
  * its waker is armed; under WAKE_ADAPTIVE that is after it drained, looked
- * once more (the poll) and re-armed, so a task that is still looking takes
- * new pieces without any wake-up. A task on the idle list is armed, or
- * awake with its signal taken by a producer (w_pending set), or just back
- * from waker_wait and about to leave the list; in every case it looks at
- * the main queue after any dispatcher that popped it pushed its piece,
- * because that pop and the task's leaving are both under mq_lock. The mini
- * queues signal the holder's waker directly (disarmed while it works).
+ * once more (the poll: a lock-free peek at the queue heads) and re-armed,
+ * so a task that is still looking takes new pieces without any wake-up. A
+ * task on the idle list is armed, or awake with its signal taken by a
+ * producer (w_pending set: its next sleep returns at once, and it leaves
+ * the list), or just back from waker_wait and about to leave the list; in
+ * every case it looks at the main queue, under mq_lock, after any
+ * dispatcher that popped it pushed its piece, or that dispatcher's signal
+ * finds it armed. The mini queues signal the holder's waker directly
+ * (disarmed while it works).
  *
  * Signals found under tg_lock or ct_lock are collected in a wake_list and
  * sent after the lock is released, so a woken thread does not at once block
@@ -56,7 +58,7 @@ struct tg_task {
 	unsigned	 t_index;
 	pthread_t	 t_thread;
 	struct waker	 t_waker;
-	struct tg_piece	*t_mini_head;	/* ct_lock */
+	struct tg_piece	*t_mini_head;	/* ct_lock; stored atomically (peek) */
 	struct tg_piece	*t_mini_tail;
 	int		 t_idle;	/* on the group's idle list (mq_lock) */
 };
@@ -69,7 +71,8 @@ struct tg_group {
 	uint64_t	 g_mini_moves;
 
 	pthread_mutex_t	 g_mq_lock;
-	struct tg_piece	*g_mq_head;	/* main queue, sequence order */
+	struct tg_piece	*g_mq_head;	/* main queue, sequence order; stored
+					 * atomically (task_peek) */
 	struct tg_piece	*g_mq_tail;
 	unsigned	 g_mq_count;
 	unsigned	*g_idle;	/* stack of idle task indexes */
@@ -215,7 +218,7 @@ dispatch_locked(struct tg *tg, struct tg_op *op, struct wake_list *wl)
 		if (g->g_mq_tail != NULL)
 			g->g_mq_tail->p_next = p;
 		else
-			g->g_mq_head = p;
+			__atomic_store_n(&g->g_mq_head, p, __ATOMIC_RELAXED);
 		g->g_mq_tail = p;
 		g->g_mq_count++;
 		if (g->g_nidle > 0) {
@@ -378,7 +381,7 @@ mini_push_locked(struct tg_task *t, struct tg_piece *p)
 	if (t->t_mini_tail != NULL)
 		t->t_mini_tail->p_next = p;
 	else
-		t->t_mini_head = p;
+		__atomic_store_n(&t->t_mini_head, p, __ATOMIC_RELAXED);
 	t->t_mini_tail = p;
 }
 
@@ -388,7 +391,7 @@ mini_pop_locked(struct tg_task *t)
 	struct tg_piece *p = t->t_mini_head;
 
 	if (p != NULL) {
-		t->t_mini_head = p->p_next;
+		__atomic_store_n(&t->t_mini_head, p->p_next, __ATOMIC_RELAXED);
 		if (t->t_mini_head == NULL)
 			t->t_mini_tail = NULL;
 		p->p_next = NULL;
@@ -455,7 +458,8 @@ task_next(struct tg_task *t, struct wake_list *wl, int *stopping)
 		if ((p = mini_pop_locked(t)) == NULL) {
 			pthread_mutex_lock(&g->g_mq_lock);
 			if ((p = g->g_mq_head) != NULL) {
-				g->g_mq_head = p->p_next;
+				__atomic_store_n(&g->g_mq_head, p->p_next,
+				    __ATOMIC_RELAXED);
 				if (g->g_mq_head == NULL)
 					g->g_mq_tail = NULL;
 				g->g_mq_count--;
@@ -486,6 +490,17 @@ task_next(struct tg_task *t, struct wake_list *wl, int *stopping)
 	return p;
 }
 
+/*
+ * The poll's look: whether t may have work, without a lock. Only a hint
+ * (task_next decides), and never the look after re-arming (wake.h).
+ */
+static int
+task_peek(struct tg_task *t)
+{
+	return __atomic_load_n(&t->t_mini_head, __ATOMIC_RELAXED) != NULL ||
+	    __atomic_load_n(&t->t_group->g_mq_head, __ATOMIC_RELAXED) != NULL;
+}
+
 /* Takes t off its group's idle list if it is on it. */
 static void
 task_leave_idle(struct tg_task *t)
@@ -511,6 +526,7 @@ task_main(void *arg)
 	struct tg *tg = g->g_tg;
 	struct wake_list wl = { 0 };
 	struct tg_piece *p;
+	enum wake_step step;
 	int status, stopping;
 
 	for (;;) {
@@ -520,13 +536,18 @@ task_main(void *arg)
 			if (stopping)
 				break;
 			/*
-			 * Poll, re-arm or sleep. Whenever the signal may have
-			 * been taken (woken, or re-armed after a producer
-			 * took it), leave the idle list: a task with work in
-			 * its mini queue must not be the one the dispatcher
-			 * picks to wake.
+			 * Poll (with a lock-free look), re-arm or sleep.
+			 * Woken, leave the idle list: a task woken for its
+			 * mini queue must not be the one the dispatcher picks
+			 * to wake. (A task whose armed signal a producer took
+			 * before it slept may stay on the list a while: it is
+			 * awake and looks at the main queue before it sleeps
+			 * again, so it costs no piece anything but a delay.)
 			 */
-			if (waker_wait(&t->t_waker))
+			step = waker_wait(&t->t_waker);
+			if (step == WAKE_POLL && !task_peek(t))
+				step = waker_wait(&t->t_waker);
+			if (step == WAKE_SLEEP)
 				task_leave_idle(t);
 			continue;
 		}

@@ -123,17 +123,13 @@ waker_idle(struct waker *w)
 	return WAKE_ARMED;
 }
 
-int
+enum wake_step
 waker_wait(struct waker *w)
 {
-	switch (waker_idle(w)) {
-	case WAKE_POLL:
-		return 0;
-	case WAKE_ARMED:
-		return 1;
-	case WAKE_SLEEP:
-		break;
-	}
+	enum wake_step step = waker_idle(w);
+
+	if (step != WAKE_SLEEP)
+		return step;
 	pthread_mutex_lock(&w->w_lock);
 	w->w_sleeping = 1;
 	while (!w->w_pending)
@@ -150,7 +146,7 @@ waker_wait(struct waker *w)
 		__atomic_store_n(&w->w_armed, 0, __ATOMIC_RELAXED);
 		w->w_looks = 0;
 	}
-	return 1;
+	return WAKE_SLEEP;
 }
 
 int

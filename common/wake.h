@@ -105,12 +105,13 @@ int waker_busy(struct waker *w);
 enum wake_step waker_idle(struct waker *w);
 /*
  * Owner thread: a look found nothing. Returns at once for the poll or after
- * re-arming, or sleeps until signalled, as waker_idle says; the caller
- * looks again in every case. Returns 1 if the signal was armed on return or
- * the owner slept (so a producer may have taken its signal), 0 after the
- * poll step.
+ * re-arming, or sleeps until signalled, as waker_idle says, and returns the
+ * step it took; the caller looks again in every case. The poll's look may
+ * be a cheap, lock-free peek: only the look after WAKE_ARMED must be one
+ * that sees everything published before the re-arm (wake.h, above). After
+ * WAKE_SLEEP the owner was woken by a signal (or found one pending).
  */
-int waker_wait(struct waker *w);
+enum wake_step waker_wait(struct waker *w);
 /* Owner: whether the signal is enabled (always 1 for WAKE_ALWAYS). */
 int waker_armed(struct waker *w);
 

@@ -69,7 +69,7 @@ START_TEST(adaptive_steps)
 	ck_assert_uint_eq(waker_signals(&w), 1);
 	ck_assert_int_eq(waker_armed(&w), 0);	/* the signal disarmed it */
 	/* The owner, about to sleep, finds the signal taken: looks again. */
-	ck_assert_int_eq(waker_wait(&w), 1);
+	ck_assert_int_eq(waker_wait(&w), WAKE_ARMED);
 	/* Busy: producers do nothing. */
 	waker_busy(&w);
 	waker_signal(&w);
@@ -106,7 +106,7 @@ START_TEST(always_signals_every_time)
 	waker_signal(&w);
 	ck_assert_uint_eq(waker_signals(&w), 2);
 	ck_assert_int_eq(waker_armed(&w), 1);
-	ck_assert_int_eq(waker_wait(&w), 1);	/* pending: no sleep */
+	ck_assert_int_eq(waker_wait(&w), WAKE_SLEEP);	/* pending: at once */
 	waker_destroy(&w);
 }
 END_TEST
