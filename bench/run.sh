@@ -11,6 +11,12 @@
 #                                       against nbdkit (about 5 minutes; needs
 #                                       fio, nbdkit, qemu-io; RUNTIME, VOL_SIZE
 #                                       and its other knobs pass through)
+#   BENCH_SOAK=1 make bench             also bench/soak.sh: 10 minutes of mixed
+#                                       load, the mirror restarted every 2
+#                                       minutes, RSS sampled (--quick: 1 minute)
+#   BENCH_RESYNC=1 make bench           also bench/resync.sh: what a resync
+#                                       moves and how fast, against the
+#                                       loopback TLS limit (a few minutes)
 #
 # To add a bench: drop bench/NAME.c (the Makefile builds it into
 # BUILD_DIR/bench/NAME) and add a `run NAME` line below.
@@ -60,6 +66,29 @@ if [ "${BENCH_E2E:-0}" = 1 ]; then
 	fi
 	echo
 fi
+
+# bench/soak.sh and bench/resync.sh: scripts too, opt-in. They keep their own
+# files (CSV, logs, .summary) in $B/bench as well. Exit 77 is a skip.
+script() {
+	name=$1
+	echo "== $name"
+	mkdir -p "$B/bench"
+	st=$(mktemp "${TMPDIR:-/tmp}/duet-bench.XXXXXX")
+	# --quick reaches them through BENCH_ARGS (they read it themselves)
+	{ sh "$(dirname "$0")/$name.sh" "$B"; echo $? >"$st"; } |
+	    tee "$B/bench/$name.txt"
+	rc=$(cat "$st")
+	rm -f "$st"
+	if [ "$rc" -eq 77 ]; then
+		echo "SKIP $name"
+	elif [ "$rc" -ne 0 ]; then
+		echo "FAIL $name: exit $rc"
+		failed="$failed $name"
+	fi
+	echo
+}
+[ "${BENCH_RESYNC:-0}" = 1 ] && script resync
+[ "${BENCH_SOAK:-0}" = 1 ] && script soak
 
 if [ -n "$failed" ]; then
 	echo "bench failures:$failed"
