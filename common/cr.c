@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <openssl/rand.h>
 
 #include "common/config.h"
@@ -149,6 +150,27 @@ cr_new_gen(struct cr *c)
 	c->c_m.md_gen = g;
 	c->c_m.md_flags &= ~META_F_PEER_HAS_GEN;
 	return cr_commit(c);
+}
+
+static void
+cr_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct cr *c = arg;
+
+	(void)fd; (void)what;
+	cr_retire(c, CR_RETIRE_NS);
+	cr_save(c);
+}
+
+struct event *
+cr_timer_new(struct cr *c, struct event_base *base)
+{
+	struct timeval tv = { 5, 0 };
+	struct event *ev = event_new(base, -1, EV_PERSIST, cr_tick, c);
+
+	if (ev != NULL)
+		evtimer_add(ev, &tv);
+	return ev;
 }
 
 /* ---- the activity log ------------------------------------------------ */

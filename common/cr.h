@@ -27,6 +27,8 @@
 #define CR_RETIRE_NS	(10 * UINT64_C(1000000000))
 
 struct config;
+struct event;
+struct event_base;
 
 struct cr {
 	struct meta	 c_m;		/* identity, generations, role, AL */
@@ -85,6 +87,9 @@ void cr_merge(struct cr *c, const uint8_t *bits);
 int  cr_save(struct cr *c);
 /* Writes the header after a change to c_m. 0 or -1 (logged). */
 int  cr_commit(struct cr *c);
+/* A persistent timer on base: every 5 s, idle AL extents retire and
+ * cleared bits reach the file. NULL on no memory; event_free() it. */
+struct event *cr_timer_new(struct cr *c, struct event_base *base);
 /* Starts a new data generation (the old one goes to the history). */
 int  cr_new_gen(struct cr *c);
 /* Whether gen is the current generation or in the history. */

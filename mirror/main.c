@@ -118,17 +118,6 @@ take_role(struct mirror *m)
 	return cr_commit(c) == 0 ? 0 : EX_IOERR;
 }
 
-/* Every few seconds: idle AL extents retire, cleared bits reach the file. */
-static void
-cr_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct mirror *m = arg;
-
-	(void)fd; (void)what;
-	cr_retire(&m->mr_cr, CR_RETIRE_NS);
-	cr_save(&m->mr_cr);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -158,8 +147,7 @@ main(int argc, char **argv)
 	/* After daemon(): threads and the event base do not survive fork. */
 	evthread_use_pthreads();
 	if ((m->mr_base = event_base_new()) == NULL ||
-	    (m->mr_cr_timer = event_new(m->mr_base, -1, EV_PERSIST, cr_tick,
-	    m)) == NULL) {
+	    (m->mr_cr_timer = cr_timer_new(&m->mr_cr, m->mr_base)) == NULL) {
 		log_warnx("cannot create the event base");
 		return EX_OSERR;
 	}
@@ -186,10 +174,6 @@ main(int argc, char **argv)
 	    m->mr_cfg.tasks_per_group,
 	    (unsigned long long)m->mr_cfg.range_size);
 
-	{
-		struct timeval tv = { 5, 0 };
-		evtimer_add(m->mr_cr_timer, &tv);
-	}
 	notify_ready();
 	event_base_dispatch(m->mr_base);
 

@@ -146,17 +146,6 @@ take_role(struct primary *p)
 	return 0;
 }
 
-/* Every few seconds: idle AL extents retire, cleared bits reach the file. */
-static void
-cr_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct primary *p = arg;
-
-	(void)fd; (void)what;
-	cr_retire(&p->p_cr, CR_RETIRE_NS);
-	cr_save(&p->p_cr);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -186,8 +175,7 @@ main(int argc, char **argv)
 	evthread_use_pthreads();
 	if ((p->p_base = event_base_new()) == NULL ||
 	    (stop_timer = evtimer_new(p->p_base, stop_now, p)) == NULL ||
-	    (p->p_cr_timer = event_new(p->p_base, -1, EV_PERSIST, cr_tick,
-	    p)) == NULL) {
+	    (p->p_cr_timer = cr_timer_new(&p->p_cr, p->p_base)) == NULL) {
 		log_warnx("cannot create the event base");
 		return EX_OSERR;
 	}
@@ -218,10 +206,6 @@ main(int argc, char **argv)
 	    p->p_cfg.nbd_listen, config_mode_name(p->p_cfg.mode),
 	    p->p_cfg.mirror_addr);
 
-	{
-		struct timeval tv = { 5, 0 };
-		evtimer_add(p->p_cr_timer, &tv);
-	}
 	notify_ready();
 	event_base_dispatch(p->p_base);
 
