@@ -431,12 +431,28 @@ parse_offset(const char *s, uint64_t *out)
 	return config_parse_size(s, out);
 }
 
+/* Why a pass cannot start by command now, or NULL. */
+static json_t *
+pass_refused(struct primary *p, const char *verb)
+{
+	struct sync *sy = p->p_sync;
+
+	if (!repl_connected(p))
+		return ctl_error("not-connected", "%s: the mirror is not "
+		    "connected", verb);
+	if (sy->sy_pass != PASS_NONE)
+		return ctl_error("busy", "%s: a %s pass is running", verb,
+		    pass_names[sy->sy_pass]);
+	return NULL;
+}
+
 json_t *
 sync_verify(struct primary *p, const char *args)
 {
 	struct sync *sy = p->p_sync;
 	uint64_t start = 0, stop = p->p_cfg.vol_size, ext = ext_bytes(p);
 	char buf[256], *tok, *save = NULL;
+	json_t *refused;
 
 	snprintf(buf, sizeof(buf), "%s", args);
 	for (tok = strtok_r(buf, " ", &save); tok != NULL;
@@ -463,12 +479,8 @@ sync_verify(struct primary *p, const char *args)
 	if (start >= stop || stop > p->p_cfg.vol_size)
 		return ctl_error("bad-argument", "verify: need start < stop <= "
 		    "volume size (%llu)", (unsigned long long)p->p_cfg.vol_size);
-	if (!repl_connected(p))
-		return ctl_error("not-connected", "verify: the mirror is not "
-		    "connected");
-	if (sy->sy_pass != PASS_NONE)
-		return ctl_error("busy", "verify: a %s pass is running",
-		    pass_names[sy->sy_pass]);
+	if ((refused = pass_refused(p, "verify")) != NULL)
+		return refused;
 	sy->sy_v_start = start / ext * ext;
 	sy->sy_v_stop = MIN((stop + ext - 1) / ext * ext, p->p_cfg.vol_size);
 	sy->sy_v_mismatch = sy->sy_v_checked = 0;
@@ -483,13 +495,10 @@ json_t *
 sync_resync(struct primary *p)
 {
 	struct sync *sy = p->p_sync;
+	json_t *refused;
 
-	if (!repl_connected(p))
-		return ctl_error("not-connected", "resync: the mirror is not "
-		    "connected (a resync starts by itself when it is)");
-	if (sy->sy_pass != PASS_NONE)
-		return ctl_error("busy", "resync: a %s pass is running",
-		    pass_names[sy->sy_pass]);
+	if ((refused = pass_refused(p, "resync")) != NULL)
+		return refused;
 	run_begin(sy);
 	pass_begin(p, PASS_COPY, 0, p->p_cr.c_nbits);
 	return json_pack("{s:b, s:I}", "ok", 1,
