@@ -11,8 +11,11 @@
  *               hio_countdown): sync waits for APPLIED, memsync for
  *               RECEIVED (APPLIED for FUA and FLUSH: those promise
  *               durability), async for the frame being queued. A lost
- *               mirror counts as done: the client keeps working, and the
- *               mirror is brought back by a sync on reconnect.
+ *               mirror counts as done: the client keeps working, the
+ *               write's extents are recorded, and the resync on reconnect
+ *               copies them.
+ *   records:    a write holds the activity log (io_cr_begin) until both
+ *               sides are done with it.
  *
  * The incomplete list (p_inc_*) holds every request not yet answered, in
  * sequence order; its head gives the frontier. Requests leave it when they
@@ -398,7 +401,8 @@ io_submit(struct primary *p, struct preq *r)
 		r->pr_state |= PR_REPLICATE;
 		repl_send(p, r);	/* sets PR_REMOTE_DONE as the mode says */
 	} else {
-		/* Reads stay local; writes reach the mirror by the next sync. */
+		/* Reads stay local; writes were recorded (io_cr_begin) and
+		 * reach the mirror by the next resync. */
 		r->pr_state |= PR_REMOTE_DONE;
 	}
 }

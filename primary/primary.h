@@ -8,7 +8,8 @@
  *            engine, the mirror, and the countdown that answers the client
  *   repl.c   the TLS link to duet-mirror: connect with backoff, hello,
  *            frames out in sequence order, acks in, the in-flight window
- *   sync.c   the full sync of a fresh (or reconnected) mirror
+ *   sync.c   the resync of what the change records say differs, and the
+ *            checksum and verify passes
  *
  * Threads: one event thread owns the event base, every bufferevent and
  * every field here not marked otherwise. The engine's workers run storage

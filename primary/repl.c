@@ -16,7 +16,8 @@
  * (sync, memsync; and sync reads, which always wait for APPLIED so that
  * "sync complete" means applied). When the window stays full for
  * REPL_CONGESTION_S, the mirror is dropped and the primary goes on alone
- * (DESIGN.md: never block the consumer forever); the reconnect syncs.
+ * (DESIGN.md: never block the consumer forever); what it missed is in the
+ * change record, and the reconnect resyncs it.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -778,7 +779,8 @@ repl_connect(struct repl *rp)
 
 /*
  * The mirror is gone: whatever waited for it is done as far as the client
- * is concerned (the local side has it), and the mirror needs a sync.
+ * is concerned (the local side has it); the extents it did not apply are
+ * recorded for the resync.
  */
 static void
 repl_drop(struct repl *rp, const char *fmt, ...)
