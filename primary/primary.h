@@ -167,7 +167,8 @@ void sync_fini(struct primary *p);
 #define SY_CSUM		1	/* read here, compare checksums with there */
 #define SY_RREAD	2	/* read there, for a failed disk (io.c) */
 
-void sync_start(struct primary *p);	/* mirror session started */
+/* A mirror session is up; full: the mirror shares no generation. */
+void sync_start(struct primary *p, int full);
 void sync_kick(struct primary *p);	/* the window has room again */
 /* Worker thread: reads one piece of a sync request, holes as zeros. */
 int  sync_read_piece(struct primary *p, struct preq *r, uint64_t off,

@@ -568,7 +568,7 @@ handle_cr(struct repl *rp, const struct wire_hdr *h, const uint8_t *payload)
 	    rp->rp_full ? "full resync (the mirror shares no generation)" :
 	    "resync of changed extents", (unsigned long long)before,
 	    (unsigned long long)theirs, (unsigned long long)c->c_ndirty);
-	sync_start(p);
+	sync_start(p, rp->rp_full);
 }
 
 static void

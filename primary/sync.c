@@ -296,6 +296,11 @@ sync_chunk_done(struct preq *r)
 			if (r->pr_nonzero) {
 				sy->sy_data_bytes += r->pr_op.len;
 				sy->sy_run_data += r->pr_op.len;
+			} else {
+				/* Zeros went as a 48-byte frame: they do
+				 * not count against resync_rate. */
+				sy->sy_issued -= MIN(sy->sy_issued,
+				    r->pr_op.len);
 			}
 		}
 		if (failed)	/* the session is gone, or our disk failed */
@@ -400,14 +405,16 @@ run_begin(struct sync *sy)
 }
 
 void
-sync_start(struct primary *p)
+sync_start(struct primary *p, int full)
 {
 	struct sync *sy = p->p_sync;
 
 	sy->sy_in_sync = 0;	/* until this session's resync is through */
 	run_begin(sy);
-	pass_begin(p, p->p_cfg.resync_checksums ? PASS_CSUM : PASS_COPY, 0,
-	    p->p_cr.c_nbits);
+	/* A mirror that shares no generation holds unrelated data: hashing
+	 * it first would only cost a second read of everything. */
+	pass_begin(p, p->p_cfg.resync_checksums && !full ? PASS_CSUM :
+	    PASS_COPY, 0, p->p_cr.c_nbits);
 }
 
 int
