@@ -55,7 +55,7 @@ FAULTPROXY:= $(if $(FAULT_SRC),$(B)/tests/duet-faultproxy)
 .PHONY: all check deps demo fuzz fuzz-if-clang bench clean install
 all: $(BINS) $(UNITS) $(BENCHES) $(FAULTPROXY)
 
-$(B)/%.o: %.c $(wildcard */*.h) Makefile
+$(B)/%.o: %.c $(wildcard */*.h) $(wildcard tests/*/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
