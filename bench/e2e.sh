@@ -67,6 +67,8 @@
 #   DUET_GROUPS [4] DUET_TASKS [4] DUET_RANGE [256M]   the engine's shape
 #                       (mirror.task_groups, .tasks_per_group, .range_size;
 #                       the same on both daemons)
+#   DUET_INLINE_US [50] mirror.inline_us on both daemons (0: every
+#                       operation is handed to a worker thread)
 #   QEMU_AIO [auto]     aio= of QEMU's file nodes: io_uring, threads, or auto
 #                       (io_uring when a qemu-io probe works)
 #   QEMU_NODELAY [auto] 1/0/auto: LD_PRELOAD bench/shim/nodelay.c into the
@@ -112,6 +114,7 @@ E2E_WT_JOBS=${E2E_WT_JOBS:-c}
 DUET_GROUPS=${DUET_GROUPS:-4}
 DUET_TASKS=${DUET_TASKS:-4}
 DUET_RANGE=${DUET_RANGE:-256M}
+DUET_INLINE_US=${DUET_INLINE_US:-50}
 QEMU_AIO=${QEMU_AIO:-auto}
 QEMU_NODELAY=${QEMU_NODELAY:-auto}
 SETTLE=${SETTLE:-3}
@@ -378,6 +381,7 @@ mirror = {
   task_groups = $DUET_GROUPS;
   tasks_per_group = $DUET_TASKS;
   range_size = "$DUET_RANGE";
+  inline_us = $DUET_INLINE_US;
 };
 tls = {
   ca = "$W/certs/ca.pem";
@@ -764,7 +768,8 @@ done
 	echo "   RUNTIME ${RUNTIME} s per job, volume $VOL_SIZE ($PREFILL) in $E2E_TMP" \
 	    "($(findmnt -no FSTYPE -T "$E2E_TMP" 2>/dev/null || stat -f -c %T "$E2E_TMP")," \
 	    "$(df --output=source "$E2E_TMP" | tail -1)); duet engine" \
-	    "${DUET_GROUPS}x${DUET_TASKS}, range $DUET_RANGE, TLS on 127.0.0.1"
+	    "${DUET_GROUPS}x${DUET_TASKS}, range $DUET_RANGE," \
+	    "inline_us $DUET_INLINE_US, TLS on 127.0.0.1"
 	_r="1 round"
 	[ "$ROUNDS" -gt 1 ] && _r="$ROUNDS rounds (interleaved; medians)"
 	echo "   systems: $E2E_SYSTEMS; jobs: $E2E_JOBS (qemu-wt: $E2E_WT_JOBS); $_r"

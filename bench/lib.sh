@@ -164,6 +164,7 @@ mirror = {
   task_groups = ${DUET_GROUPS:-4};
   tasks_per_group = ${DUET_TASKS:-4};
   range_size = "${DUET_RANGE:-256M}";
+  inline_us = ${DUET_INLINE_US:-50};
 };
 tls = {
   ca = "$W/certs/ca.pem";

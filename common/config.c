@@ -116,6 +116,8 @@ static const struct config_key config_mirror_keys[] = {
 	{ "range_size", KIND_SIZE, FIELD(range_size), KEY_POW2,
 	    64 * KIB, UINT64_C(1) << 62, 0,
 	    "must be a power of two, at least 64K" },
+	{ "inline_us", KIND_COUNT, FIELD(inline_us), 0,
+	    0, 1000000, 0, "must be 0..1000000 (microseconds)" },
 };
 
 static const struct config_key config_tls_keys[] = {
@@ -559,6 +561,7 @@ config_defaults(struct config *c)
 	c->task_groups = 4;
 	c->tasks_per_group = 4;
 	c->range_size = 256 * MIB;
+	c->inline_us = 50;
 }
 
 /*

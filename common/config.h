@@ -38,6 +38,7 @@ struct config {
 	uint32_t task_groups;		/* default 4, 1..256 */
 	uint32_t tasks_per_group;	/* default 4, 1..256 */
 	uint64_t range_size;		/* default 256M, power of two, >= 64K */
+	uint32_t inline_us;		/* default 50, 0..1000000; 0 = never */
 
 	/* tls (required) */
 	char     tls_ca[4096];

@@ -107,9 +107,17 @@ struct tg {
 	struct waker	   tg_flush_waker;
 	struct tg_op	  *tg_flush_ready;	/* tg_lock */
 	int		   tg_stopping;
+
+	/* Inline execution (tg.h): the mean apply time decides. */
+	uint64_t	   tg_apply_ns;	/* moving average (atomic, relaxed) */
+	uint64_t	   tg_inlined;	/* dispatcher only; read for stats */
 };
 
 static void op_complete(struct tg *, struct tg_op *);
+
+/* p_task of a piece the dispatcher applies itself: no task holds it, and
+ * none can need to (it is the newest entry while it runs). */
+#define TASK_INLINE	UINT32_MAX
 
 /*
  * Wakers to signal once the caller has dropped its locks. Every waker here
@@ -148,6 +156,24 @@ wake_run(struct wake_list *wl)
 	for (i = 0; i < wl->wl_n; i++)
 		waker_signal(wl->wl_w[i]);
 	wl->wl_n = 0;
+}
+
+/* Applies piece p and folds its duration into the moving average. */
+static int
+piece_apply(struct tg *tg, struct tg_piece *p)
+{
+	struct tg_op *op = p->p_op;
+	uint64_t t0 = now_ns(), dt, avg;
+	int status;
+
+	status = tg->tg_be.apply(tg->tg_be.ctx, op, p->p_off, p->p_len,
+	    op->buf == NULL ? NULL : (char *)op->buf + (p->p_off - op->off));
+	/* A lost update between two threads only blurs an average. */
+	dt = now_ns() - t0;
+	avg = __atomic_load_n(&tg->tg_apply_ns, __ATOMIC_RELAXED);
+	avg = avg - avg / 8 + dt / 8;
+	__atomic_store_n(&tg->tg_apply_ns, avg, __ATOMIC_RELAXED);
+	return status;
 }
 
 static int
@@ -262,11 +288,70 @@ flush_check_locked(struct tg *tg, struct wake_list *wl)
 	}
 }
 
+static struct tg_piece *ct_newest_older_locked(struct tg_group *,
+    const struct tg_piece *);
+static void ct_insert_locked(struct tg_group *, struct tg_piece *);
+static void ct_remove_locked(struct tg_group *, struct tg_piece *);
+static void piece_done(struct tg *, struct tg_piece *, int);
+
+/*
+ * Whether the dispatcher may apply op itself (tg.h, "Inline execution"),
+ * and if so its piece's entry is in the conflict table. The op is the
+ * newest there is, so nothing can queue behind its entry while it runs.
+ * tg_lock held (so ct_lock and mq_lock nest inside it).
+ */
+static int
+inline_claim_locked(struct tg *tg, struct tg_op *op)
+{
+	struct tg_piece *p = &op->o_pieces[0];
+	struct tg_group *g;
+	int ok;
+
+	if (tg->tg_params.inline_ns == 0 || op->o_npieces != 1 ||
+	    (op->flags & TG_F_FUA) || op->type == TG_OTHER ||
+	    __atomic_load_n(&tg->tg_apply_ns, __ATOMIC_RELAXED) >=
+	    tg->tg_params.inline_ns)
+		return 0;
+	g = &tg->tg_groups[(p->p_off / tg->tg_params.range_size) %
+	    tg->tg_params.groups];
+	pthread_mutex_lock(&g->g_ct_lock);
+	pthread_mutex_lock(&g->g_mq_lock);
+	/* Pieces in the main queue are older and not yet in the table. */
+	ok = g->g_mq_head == NULL;
+	pthread_mutex_unlock(&g->g_mq_lock);
+	if (ok && ct_newest_older_locked(g, p) == NULL) {
+		p->p_task = TASK_INLINE;
+		ct_insert_locked(g, p);
+	} else
+		ok = 0;
+	pthread_mutex_unlock(&g->g_ct_lock);
+	if (ok)
+		__atomic_store_n(&op->o_pending, 1, __ATOMIC_RELAXED);
+	return ok;
+}
+
+/* Applies a claimed op on the dispatcher's thread; no lock held. */
+static void
+inline_run(struct tg *tg, struct tg_op *op)
+{
+	struct tg_piece *p = &op->o_pieces[0];
+	struct tg_group *g = &tg->tg_groups[(p->p_off /
+	    tg->tg_params.range_size) % tg->tg_params.groups];
+	int status;
+
+	__atomic_store_n(&tg->tg_inlined, tg->tg_inlined + 1, __ATOMIC_RELAXED);
+	status = piece_apply(tg, p);
+	pthread_mutex_lock(&g->g_ct_lock);
+	ct_remove_locked(g, p);
+	pthread_mutex_unlock(&g->g_ct_lock);
+	piece_done(tg, p, status);
+}
+
 int
 tg_submit(struct tg *tg, struct tg_op *op)
 {
 	struct wake_list wl = { 0 };
-	int rc;
+	int rc, inl = 0;
 
 	if (op->frontier >= op->seq || (op->type != TG_FLUSH && op->len == 0) ||
 	    op->off + op->len < op->off)
@@ -309,11 +394,13 @@ tg_submit(struct tg *tg, struct tg_op *op)
 			tg->tg_gate_head = op;
 		tg->tg_gate_tail = op;
 		tg->tg_gated++;
-	} else {
+	} else if (!(inl = inline_claim_locked(tg, op))) {
 		dispatch_locked(tg, op, &wl);
 	}
 	pthread_mutex_unlock(&tg->tg_lock);
 	wake_run(&wl);
+	if (inl)
+		inline_run(tg, op);
 	return 0;
 }
 
@@ -479,6 +566,7 @@ task_next(struct tg_task *t, struct wake_list *wl, int *stopping)
 		p->p_task = t->t_index;
 		if ((older = ct_newest_older_locked(g, p)) == NULL)
 			break;
+		VERIFY(older->p_task != TASK_INLINE);
 		holder = &g->g_tasks[older->p_task];
 		p->p_task = older->p_task;
 		mini_push_locked(holder, p);
@@ -552,9 +640,7 @@ task_main(void *arg)
 			continue;
 		}
 		waker_busy(&t->t_waker);
-		status = tg->tg_be.apply(tg->tg_be.ctx, p->p_op, p->p_off,
-		    p->p_len, p->p_op->buf == NULL ? NULL :
-		    (char *)p->p_op->buf + (p->p_off - p->p_op->off));
+		status = piece_apply(tg, p);
 		pthread_mutex_lock(&g->g_ct_lock);
 		ct_remove_locked(g, p);
 		pthread_mutex_unlock(&g->g_ct_lock);
@@ -710,6 +796,8 @@ tg_get_stats(struct tg *tg, struct tg_stats *st)
 	st->gated = tg->tg_gated;
 	st->inflight = tg->tg_inflight;
 	pthread_mutex_unlock(&tg->tg_lock);
+	st->inlined = __atomic_load_n(&tg->tg_inlined, __ATOMIC_RELAXED);
+	st->apply_ns = __atomic_load_n(&tg->tg_apply_ns, __ATOMIC_RELAXED);
 	st->groups = tg->tg_params.groups;
 	for (gi = 0; gi < tg->tg_params.groups; gi++) {
 		struct tg_group *g = &tg->tg_groups[gi];

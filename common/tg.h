@@ -21,6 +21,16 @@
  * increasing sequence numbers and non-decreasing frontiers. backend->apply
  * and ->flush run on engine threads, as does op->done.
  *
+ * Inline execution (tg_params.inline_ns): handing a piece to a task costs
+ * a wake-up and two context switches, more than a write into the page
+ * cache takes. So while the backend's recent applies are short, an op that
+ * the engine could start at once anyway (one piece, not gated, no older
+ * overlap in its group's table or anything waiting in its main queue, not
+ * FUA, not a FLUSH) is applied by the dispatcher itself, inside tg_submit,
+ * with its conflict-table entry made as for a task: the invariants are
+ * untouched. op->done then runs on the dispatcher's thread before
+ * tg_submit returns.
+ *
  * Ownership: the caller owns each tg_op and its buffer. The engine uses them
  * from tg_submit until it calls op->done(op, status); after done returns
  * the engine never touches the op again, so done may free it.
@@ -104,6 +114,9 @@ struct tg_params {
 	uint64_t	range_size;	/* power of two */
 	enum wake_policy wake;		/* how idle tasks and the flusher are
 					 * woken (wake.h); 0 = WAKE_ADAPTIVE */
+	uint32_t	inline_ns;	/* apply eligible ops in tg_submit while
+					 * the mean apply time is below this
+					 * (ns); 0 = always hand off */
 };
 
 struct tg_stats {
@@ -119,6 +132,8 @@ struct tg_stats {
 	uint64_t	signals;	/* signals sent (woke a sleeper or
 					 * reached one about to sleep) */
 	uint64_t	mini_moves;	/* pieces queued behind a conflict */
+	uint64_t	inlined;	/* ops applied inside tg_submit */
+	uint64_t	apply_ns;	/* mean apply time (moving average) */
 };
 
 /* Returns 0 or -errno (-EINVAL for bad params). */

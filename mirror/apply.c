@@ -83,6 +83,7 @@ apply_init(struct mirror *m)
 		.groups = m->mr_cfg.task_groups,
 		.tasks = m->mr_cfg.tasks_per_group,
 		.range_size = m->mr_cfg.range_size,
+		.inline_ns = m->mr_cfg.inline_us * 1000u,
 	};
 	struct tg_backend be = { apply_piece, apply_flush, m };
 	int rc;

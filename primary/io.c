@@ -414,6 +414,7 @@ io_init(struct primary *p)
 		.groups = p->p_cfg.task_groups,
 		.tasks = p->p_cfg.tasks_per_group,
 		.range_size = p->p_cfg.range_size,
+		.inline_ns = p->p_cfg.inline_us * 1000u,
 	};
 	struct tg_backend be = { io_apply, io_flush, p };
 	int rc;

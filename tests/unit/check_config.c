@@ -108,6 +108,7 @@ static const char design_example[] =
 	"  task_groups = 4;\n"
 	"  tasks_per_group = 4;\n"
 	"  range_size = \"256M\";\n"
+	"  inline_us = 50;\n"
 	"};\n"
 	"tls = {\n"
 	"  ca = \"/etc/duet/ca.pem\";\n"
@@ -143,6 +144,7 @@ START_TEST(test_design_example)
 	ck_assert_uint_eq(cfg.task_groups, 4);
 	ck_assert_uint_eq(cfg.tasks_per_group, 4);
 	ck_assert_uint_eq(cfg.range_size, 256 * M);
+	ck_assert_uint_eq(cfg.inline_us, 50);
 	ck_assert_str_eq(cfg.tls_ca, "/etc/duet/ca.pem");
 	ck_assert_str_eq(cfg.tls_cert, "/etc/duet/host.pem");
 	ck_assert_str_eq(cfg.tls_key, "/etc/duet/host.key");
@@ -176,6 +178,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.task_groups, 4);
 	ck_assert_uint_eq(cfg.tasks_per_group, 4);
 	ck_assert_uint_eq(cfg.range_size, 256 * M);
+	ck_assert_uint_eq(cfg.inline_us, 50);
 	ck_assert_str_eq(cfg.tls_ca, "a");
 	ck_assert_str_eq(cfg.tls_peer_name, "p");
 	ck_assert_str_eq(cfg.status_socket, "/run/duet/db-1.x_y.status");
@@ -222,7 +225,7 @@ START_TEST(test_values)
 	    "  resync_rate = \"50M\"; resync_checksums = true;\n"
 	    "  max_inflight_bytes = 1048576; nbd_socket = \"rel.sock\"; };\n"
 	    "mirror = { listen = \"[::]:1\"; task_groups = 256;\n"
-	    "  tasks_per_group = 1; range_size = \"1m\"; };\n"
+	    "  tasks_per_group = 1; range_size = \"1m\"; inline_us = 0; };\n"
 	    "status = { socket = \"/tmp/s\"; group = \"\"; };\n" TLS_OK, &cfg);
 	ck_assert_uint_eq(cfg.vol_size, 20 * G);
 	ck_assert_uint_eq(cfg.extent_size, 1 * M);
@@ -238,6 +241,7 @@ START_TEST(test_values)
 	ck_assert_uint_eq(cfg.task_groups, 256);
 	ck_assert_uint_eq(cfg.tasks_per_group, 1);
 	ck_assert_uint_eq(cfg.range_size, 1 * M);
+	ck_assert_uint_eq(cfg.inline_us, 0);
 	ck_assert_str_eq(cfg.status_socket, "/tmp/s");
 
 	load_ok(VOL_OK "primary = { mode = \"async\"; };\n" TLS_OK, &cfg);
@@ -446,6 +450,8 @@ static const struct {
 	  "%s:3: primary.max_inflight_bytes: must be at least 1M" },
 	{ VOL_OK "mirror = {\n  range_size = \"32K\";\n};\n",
 	  "%s:3: mirror.range_size: must be a power of two, at least 64K" },
+	{ VOL_OK "mirror = {\n  inline_us = 1000001;\n};\n",
+	  "%s:3: mirror.inline_us: must be 0..1000000 (microseconds)" },
 	{ VOL_OK "mirror = {\n  range_size = \"384M\";\n};\n",
 	  "%s:3: mirror.range_size: must be a power of two, at least 64K" },
 	{ "volume = { name = \"v\"; path = \"/p\"; size = \"1G\";\n"

@@ -28,11 +28,14 @@
 
 /* The policy engines made by this test use; set from the loop index. */
 static enum wake_policy POLICY;
+/* Inline execution (tg.h) for the stress test: off, or always allowed. */
+static uint32_t INLINE_NS;
 
 static void
 set_policy(int i)
 {
 	POLICY = i % 2 == 0 ? WAKE_ADAPTIVE : WAKE_ALWAYS;
+	INLINE_NS = (i / 2) % 2 == 0 ? 0 : UINT32_MAX;
 }
 
 /* ---- a backend the test controls ------------------------------------ */
@@ -147,7 +150,8 @@ ctl_release(void)
 static struct tg *
 mk(unsigned groups, unsigned tasks, uint64_t range)
 {
-	struct tg_params p = { groups, tasks, range, POLICY };
+	struct tg_params p = { .groups = groups, .tasks = tasks,
+	    .range_size = range, .wake = POLICY };
 	struct tg_backend be = { ctl_apply, ctl_flush, NULL };
 	struct tg *tg;
 
@@ -218,6 +222,59 @@ START_TEST(overlapping_ops_serialize_in_order)
 	ck_assert_uint_eq(C.started[0], 1);
 	/* b and c each ran after a; b and c do not overlap each other. */
 	ck_assert(C.started[1] != 1 && C.started[2] != 1);
+	tg_destroy(tg);
+}
+END_TEST
+
+/*
+ * Inline execution: an op the engine could start at once is applied (and
+ * done) inside tg_submit; one that overlaps an op a task still applies, or
+ * is FUA, goes to the tasks and keeps its order.
+ */
+START_TEST(inline_only_when_nothing_older_overlaps)
+{
+	struct tg_params p = { .groups = 1, .tasks = 2, .range_size = 1 << 20,
+	    .wake = POLICY, .inline_ns = UINT32_MAX };
+	struct tg_backend be = { ctl_apply, ctl_flush, NULL };
+	struct tg *tg;
+	struct tg_op a, b, c, d;
+	struct tg_stats st;
+
+	set_policy(_i);
+	p.wake = POLICY;
+	ctl_reset(0);
+	ck_assert_int_eq(tg_create(&tg, &p, &be), 0);
+	op_init(&a, TG_WRITE, 1, 0, 0, 4096);
+	ck_assert_int_eq(tg_submit(tg, &a), 0);
+	ck_assert_int_eq(C.ndone, 1);		/* done before submit returned */
+	tg_get_stats(tg, &st);
+	ck_assert_uint_eq(st.inlined, 1);
+
+	/* b is FUA: a task applies it, and blocks there. */
+	pthread_mutex_lock(&C.lock);
+	C.block = 1;
+	pthread_mutex_unlock(&C.lock);
+	op_init(&b, TG_WRITE, 2, 0, 0, 8192);
+	b.flags = TG_F_FUA;
+	ck_assert_int_eq(tg_submit(tg, &b), 0);
+	ck_assert_int_eq(ctl_wait(&C.nstarted, 2), 2);
+	/* c overlaps b: it must wait for b, on a task. */
+	op_init(&c, TG_WRITE, 3, 0, 4096, 4096);
+	ck_assert_int_eq(tg_submit(tg, &c), 0);
+	settle();
+	ck_assert_int_eq(C.nstarted, 2);
+	/* Once b and c are through, d runs inline again. */
+	ctl_release();
+	ck_assert_int_eq(ctl_wait(&C.nfinished, 3), 3);
+	op_init(&d, TG_WRITE, 4, 0, 65536, 4096);
+	ck_assert_int_eq(tg_submit(tg, &d), 0);
+	tg_drain(tg);
+	tg_get_stats(tg, &st);
+	ck_assert_uint_eq(st.inlined, 2);	/* a and d */
+	ck_assert_uint_eq(C.started[0], 1);
+	ck_assert_uint_eq(C.started[1], 2);
+	ck_assert_uint_eq(C.started[2], 3);	/* c only after b */
+	ck_assert_uint_eq(C.started[3], 4);
 	tg_destroy(tg);
 }
 END_TEST
@@ -358,7 +415,7 @@ START_TEST(ordering_contract_is_enforced)
 {
 	struct tg *tg;
 	struct tg_op a, b;
-	struct tg_params bad = { 1, 1, 3000, WAKE_ADAPTIVE };
+	struct tg_params bad = { .groups = 1, .tasks = 1, .range_size = 3000 };
 	struct tg_backend be = { ctl_apply, ctl_flush, NULL };
 
 	set_policy(_i);
@@ -508,7 +565,8 @@ stress_done(struct tg_op *op, int status)
 
 START_TEST(stress_matches_sequential_model)
 {
-	struct tg_params p = { 3, 3, RANGE, POLICY };
+	struct tg_params p = { .groups = 3, .tasks = 3, .range_size = RANGE,
+	    .wake = POLICY, .inline_ns = INLINE_NS };
 	struct tg_backend be = { stress_apply, stress_flush, NULL };
 	struct tg *tg;
 	uint64_t seq = 0, frontier = 0;
@@ -599,11 +657,10 @@ START_TEST(stress_matches_sequential_model)
 		pthread_mutex_lock(&S.lock);
 		S.inflight++;
 		pthread_mutex_unlock(&S.lock);
+		/* op may be done and freed (inline) when tg_submit returns. */
 		r = tg_submit(tg, op);
-		ck_assert_msg(r == 0, "submit seq %llu frontier %llu type %d "
-		    "off %llu len %llu: %d", (unsigned long long)op->seq,
-		    (unsigned long long)op->frontier, op->type,
-		    (unsigned long long)op->off, (unsigned long long)op->len, r);
+		ck_assert_msg(r == 0, "submit seq %llu frontier %llu: %d",
+		    (unsigned long long)seq, (unsigned long long)frontier, r);
 	}
 	tg_destroy(tg);
 	ck_assert_msg(S.violations == 0, "%u violations, first: %s",
@@ -753,7 +810,7 @@ lw_thread(void *arg)
 
 START_TEST(no_lost_wakeup_with_single_ops)
 {
-	struct tg_params p = { 2, 3, 65536, WAKE_ADAPTIVE };
+	struct tg_params p = { .groups = 2, .tasks = 3, .range_size = 65536 };
 	struct tg_backend be = { lw_apply, lw_flush, NULL };
 	pthread_t th[LW_THREADS];
 	struct timespec now;
@@ -830,7 +887,7 @@ sat_done(struct tg_op *op, int status)
 
 START_TEST(adaptive_wakes_less_than_once_per_op_at_saturation)
 {
-	struct tg_params p = { 1, 2, 1 << 20, WAKE_ADAPTIVE };
+	struct tg_params p = { .groups = 1, .tasks = 2, .range_size = 1 << 20 };
 	struct tg_backend be = { sat_apply, lw_flush, NULL };
 	struct tg_op *ops = calloc(SAT_WINDOW, sizeof(*ops)), *op;
 	struct tg_stats st;
@@ -898,6 +955,7 @@ tg_suite(void)
 	tcase_add_loop_test(tc, op_waits_for_its_frontier, 0, 2);
 	tcase_add_loop_test(tc, without_frontier_disjoint_op_does_not_wait,
 	    0, 2);
+	tcase_add_loop_test(tc, inline_only_when_nothing_older_overlaps, 0, 2);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("Errors");
@@ -912,6 +970,7 @@ tg_suite(void)
 
 	tc = tcase_create("Stress");
 	tcase_set_timeout(tc, 120);
+	/* Loop index: wake policy (i % 2), inline execution (i / 2 % 2). */
 	tcase_add_loop_test(tc, stress_matches_sequential_model, 0, 20);
 	suite_add_tcase(s, tc);
 	return s;
