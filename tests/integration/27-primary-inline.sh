@@ -1,0 +1,59 @@
+#!/bin/sh
+# 27-primary-inline: with mirror.inline_us at its default, 4 KiB writes to
+# the page cache are applied by the thread that received them on both
+# daemons (engine.inline_ops counts them); with inline_us = 0 every op goes
+# to a worker thread (inline_ops stays 0). Either way fio's verify pass
+# reads back what it wrote and the mirror equals the primary byte for byte.
+NEED_PRIMARY=1
+. "$(dirname "$0")/lib.sh"
+need fio
+need python3
+
+SIZE=64M
+mk_certs
+
+engine() {
+	"$DUET_BUILD/duetctl" -s "$1" status --json | python3 -c 'import json, sys
+e = json.load(sys.stdin)["engine"]
+print(e["ops"], e["inline_ops"])'
+}
+
+# run INLINE_US: a pair with that setting, fio with verify, then checks.
+run() {
+	write_conf "$T/mirror.conf"
+	write_primary_conf "$T/primary.conf" sync
+	for f in "$T/mirror.conf" "$T/primary.conf"; do
+		sed -i "s/^  range_size = \"1M\";$/&\n  inline_us = $1;/" "$f"
+		grep -q "inline_us = $1;" "$f" || fail "cannot set inline_us in $f"
+	done
+	rm -f "$T/primary.img" "$T/mirror.img" "$T"/*.meta
+	start_mirror
+	start_primary
+	wait_synced 1
+	fio --name=inline --ioengine=nbd --uri="$NBD_URI" --rw=randwrite \
+	    --bs=4k --iodepth=8 --size=8M --verify=crc32c \
+	    --verify_fatal=1 --randrepeat=1 >"$T/fio.out" 2>&1 ||
+	    fail "fio (inline_us $1): $(tail -5 "$T/fio.out")"
+	set -- "$1" $(engine "$PRIMARY_STATUS") $(engine "$MIRROR_STATUS")
+	[ $# -eq 5 ] || fail "no engine object in the status (inline_us $1)"
+	echo "     inline_us $1: primary $3 of $2 ops inline, mirror $5 of $4"
+	# fio writes 2048 blocks, then reads them back (primary only).
+	[ "$2" -ge 4096 ] && [ "$4" -ge 2048 ] ||
+	    fail "fewer ops than fio made (primary $2 of 4096, mirror $4" \
+	    "of 2048)"
+	if [ "$1" = 0 ]; then
+		[ "$3" -eq 0 ] && [ "$5" -eq 0 ] ||
+		    fail "inline_us 0, yet ops ran inline (primary $3, mirror $5)"
+	else
+		[ "$3" -gt 0 ] && [ "$5" -gt 0 ] ||
+		    fail "inline_us $1, yet no op ran inline (primary $3, mirror $5)"
+	fi
+	stop_primary || fail "duet-primary exited with $?"
+	stop_mirror || fail "duet-mirror exited with $?"
+	same_images "inline_us $1"
+	echo "ok   inline_us $1: fio verified, the mirror equals the primary"
+}
+
+run 1000000
+run 0
+echo "PASS: $TNAME"
