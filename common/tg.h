@@ -26,7 +26,7 @@
  * cache takes. So while the backend's recent applies are short, an op that
  * the engine could start at once anyway (one piece, not gated, no older
  * overlap in its group's table or anything waiting in its main queue, not
- * FUA, not a FLUSH) is applied by the dispatcher itself, inside tg_submit,
+ * FUA, not a FLUSH or TG_OTHER) is applied by the dispatcher itself, inside tg_submit,
  * with its conflict-table entry made as for a task: the invariants are
  * untouched. op->done then runs on the dispatcher's thread before
  * tg_submit returns.

@@ -2,7 +2,8 @@
  * apply.c: what the engine's workers do with a mirror operation, and how
  * finished operations come back to the event thread.
  *
- * Workers run storage calls only. Each finished mop goes on the completion
+ * Workers (and the event thread, for ops the engine applies inline: tg.h)
+ * run storage calls only. Each finished mop goes on the completion
  * queue (common/cq.h); the event thread then sends every ack and frees
  * every mop in one pass.
  */

@@ -4,7 +4,8 @@
  *   main.c     start-up, signals, shutdown
  *   session.c  the TLS listener and one connection each: framing, hello,
  *              turning frames into engine operations, acks
- *   apply.c    the engine backend (storage calls on worker threads) and the
+ *   apply.c    the engine backend (storage calls on worker threads, or on
+ *              the event thread while the storage is fast) and the
  *              completion queue that brings finished ops back to the event
  *              thread
  *

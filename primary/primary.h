@@ -14,7 +14,9 @@
  * Threads: one event thread owns the event base, every bufferevent and
  * every field here not marked otherwise. The engine's workers run storage
  * calls and hand finished requests back through the completion queue
- * (p_cq), as in duet-mirror.
+ * (p_cq), as in duet-mirror. While the storage is fast, the event thread
+ * runs the storage call itself inside tg_submit (mirror.inline_us); the
+ * request still comes back through p_cq, on a later turn.
  *
  * A request (struct preq) sits on at most one list at a time besides the
  * ordered lists of io.c, and is answered and freed exactly once, by io.c,
