@@ -23,8 +23,8 @@
  * client sees the connection close without their answers); EOF or a
  * socket error drops the socket at once.
  *
- * Who frees what: the connection owns its bufferevent (c_bev, NULL once
- * the socket is gone). Each request handed to io.c holds a pointer to the
+ * Who frees what: the connection owns its stream (c_s, NULL once the
+ * socket is gone). Each request handed to io.c holds a pointer to the
  * connection (pr_conn) and counts in c_inflight; io.c frees the request
  * (nbd_reply -> io_free), and the connection struct is freed once its
  * socket is gone and c_inflight is 0. A client that vanishes thus loses
@@ -35,7 +35,7 @@
  * conn_read() is on the stack. Those entry points therefore never free a
  * connection, never close a socket and never read requests themselves:
  * they only write replies, change flags and activate the connection's
- * c_kick event, whose callback (like the bufferevent callbacks) does the
+ * c_kick event, whose callback (like the stream callbacks) does the
  * reading, closing and freeing from the top of the loop.
  *
  * Memory: per connection at most NBD_CONN_MAX_INFLIGHT requests in flight,
@@ -43,7 +43,7 @@
  * exceeds NBD_CONN_OUT_MAX (resuming below half of it): counting the reads
  * in flight keeps a client that does not read its answers from holding
  * more than about NBD_CONN_OUT_MAX + PRIMARY_MAX_BLOCK. The input buffer
- * holds at most about two maximal WRITEs (its high watermark); a WRITE is
+ * holds at most about two maximal WRITEs (NBD_CONN_IN_MAX); a WRITE is
  * only allocated once its whole payload is buffered. nbd_pause() stops all
  * request reading while io.c's window is full.
  */
@@ -62,12 +62,12 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/stream.h"
 #include "common/unixsock.h"
 #include "common/util.h"
 #include "primary/primary.h"
@@ -77,7 +77,7 @@
 #define NBD_CONN_OUT_MAX	(8u << 20)	/* pause reading above this */
 #define NBD_CONN_HS_TIMEOUT	30		/* seconds for the handshake */
 #define NBD_CONN_CLOSE_TIMEOUT	5		/* seconds to flush at close */
-/* Input high watermark: room for two maximal WRITEs. */
+/* Input limit: room for two maximal WRITEs. */
 #define NBD_CONN_IN_MAX \
 	(2 * (NBD_REQUEST_SIZE + (size_t)PRIMARY_MAX_BLOCK))
 #define NBD_BACKLOG		128
@@ -95,7 +95,7 @@ struct nbd_conn {
 	struct primary	*c_p;
 	struct nbd_conn	*c_next;	/* p_conns */
 	struct nbd_conn	**c_prevp;
-	struct bufferevent *c_bev;	/* NULL once the socket is gone */
+	struct stream	*c_s;		/* NULL once the socket is gone */
 	struct event	*c_timer;	/* handshake, then close timeout */
 	struct event	*c_kick;	/* deferred read / close / free */
 	unsigned	 c_id;
@@ -252,7 +252,7 @@ conn_free(struct nbd_conn *c)
 {
 	struct primary *p = c->c_p;
 
-	VERIFY(c->c_bev == NULL && c->c_inflight == 0);
+	VERIFY(c->c_s == NULL && c->c_inflight == 0);
 	*c->c_prevp = c->c_next;
 	if (c->c_next != NULL)
 		c->c_next->c_prevp = c->c_prevp;
@@ -271,9 +271,9 @@ conn_free(struct nbd_conn *c)
 static void
 conn_drop(struct nbd_conn *c)
 {
-	if (c->c_bev != NULL) {
-		bufferevent_free(c->c_bev);
-		c->c_bev = NULL;
+	if (c->c_s != NULL) {
+		stream_free(c->c_s);
+		c->c_s = NULL;
 		if (c->c_inflight > 0)
 			log_debug("client %u (%s): closed, %u requests in "
 			    "flight dropped", c->c_id, c->c_peer,
@@ -304,14 +304,14 @@ conn_close_check(struct nbd_conn *c)
 {
 	struct timeval tv = { NBD_CONN_CLOSE_TIMEOUT, 0 };
 
-	if (c->c_bev == NULL) {
+	if (c->c_s == NULL) {
 		if (c->c_inflight == 0)
 			conn_free(c);
 		return;
 	}
 	if (c->c_inflight > 0)
 		return;
-	if (evbuffer_get_length(bufferevent_get_output(c->c_bev)) == 0) {
+	if (evbuffer_get_length(stream_output(c->c_s)) == 0) {
 		conn_drop(c);
 		return;
 	}
@@ -326,10 +326,10 @@ conn_close_check(struct nbd_conn *c)
 static void
 conn_close(struct nbd_conn *c)
 {
-	if (c->c_bev == NULL || c->c_closing)
+	if (c->c_s == NULL || c->c_closing)
 		return;
 	c->c_closing = 1;
-	bufferevent_disable(c->c_bev, EV_READ);
+	stream_set_reading(c->c_s, 0);
 	conn_kick(c);
 }
 
@@ -360,7 +360,7 @@ conn_out_full(struct nbd_conn *c)
 {
 	uint64_t n;
 
-	n = evbuffer_get_length(bufferevent_get_output(c->c_bev)) +
+	n = evbuffer_get_length(stream_output(c->c_s)) +
 	    c->c_pend_read;
 	if (c->c_outfull && n < NBD_CONN_OUT_MAX / 2)
 		c->c_outfull = 0;
@@ -373,7 +373,7 @@ conn_out_full(struct nbd_conn *c)
 static int
 conn_may_read(struct nbd_conn *c)
 {
-	if (c->c_bev == NULL || c->c_closing || conn_out_full(c))
+	if (c->c_s == NULL || c->c_closing || conn_out_full(c))
 		return 0;
 	if (c->c_state == CS_TRANS && (c->c_p->p_paused ||
 	    c->c_inflight >= NBD_CONN_MAX_INFLIGHT))
@@ -389,28 +389,28 @@ conn_may_read(struct nbd_conn *c)
 static void
 conn_update(struct nbd_conn *c)
 {
-	if (c->c_bev == NULL || c->c_closing) {
+	if (c->c_s == NULL || c->c_closing) {
 		if (c->c_inflight == 0)
 			conn_kick(c);
 		return;
 	}
 	if (!conn_may_read(c) ||
-	    (bufferevent_get_enabled(c->c_bev) & EV_READ))
+	    stream_reading(c->c_s))
 		return;
-	bufferevent_enable(c->c_bev, EV_READ);
-	/*
-	 * Kick even with nothing buffered: the read low watermark may still
-	 * ask for the payload of a request handled before the pause, and
-	 * conn_read() sets it right for what comes next.
-	 */
+	stream_set_reading(c->c_s, 1);
+	/* Requests may be buffered already: the socket need not signal. */
 	conn_kick(c);
 }
 
-/* Wait for the input to hold need bytes (0: any). */
+/*
+ * Wait for the input to hold need bytes (0: any). The stream calls back
+ * on every read; checking the length again there is cheaper than the
+ * watermark bookkeeping a bufferevent did.
+ */
 static int
 conn_need(struct nbd_conn *c, size_t need)
 {
-	bufferevent_setwatermark(c->c_bev, EV_READ, need, NBD_CONN_IN_MAX);
+	(void)c; (void)need;
 	return STEP_WAIT;
 }
 
@@ -431,9 +431,9 @@ conn_reply(struct nbd_conn *c, uint16_t cmd, uint64_t handle, uint32_t err,
 	const char *msg;
 	long n;
 
-	if (c->c_bev == NULL)
+	if (c->c_s == NULL)
 		return;
-	out = bufferevent_get_output(c->c_bev);
+	out = stream_output(c->c_s);
 	if (cmd == NBD_CMD_READ && c->c_lim.structured) {
 		if (err == 0) {
 			VERIFY(nbd_encode_offset_data_hdr(hdr,
@@ -504,7 +504,7 @@ opt_reply(struct nbd_conn *c, uint32_t option, uint32_t type)
 	uint8_t buf[NBD_OPT_REPLY_HDR_SIZE];
 
 	nbd_encode_opt_reply_hdr(buf, option, type, 0);
-	evbuffer_add(bufferevent_get_output(c->c_bev), buf, sizeof(buf));
+	evbuffer_add(stream_output(c->c_s), buf, sizeof(buf));
 }
 
 /* An error reply with a short message, logged at debug. */
@@ -519,7 +519,7 @@ opt_error(struct nbd_conn *c, uint32_t option, uint32_t type, const char *msg)
 	n = nbd_encode_rep_err(buf, sizeof(buf), option, type, msg,
 	    MIN(strlen(msg), (size_t)256));
 	VERIFY(n > 0);
-	evbuffer_add(bufferevent_get_output(c->c_bev), buf, (size_t)n);
+	evbuffer_add(stream_output(c->c_s), buf, (size_t)n);
 }
 
 static void
@@ -537,7 +537,7 @@ static int
 opt_go(struct nbd_conn *c, const struct nbd_opt_hdr *h, const uint8_t *pl)
 {
 	struct config *cfg = &c->c_p->p_cfg;
-	struct evbuffer *out = bufferevent_get_output(c->c_bev);
+	struct evbuffer *out = stream_output(c->c_s);
 	struct nbd_opt_export e;
 	uint8_t buf[NBD_OPT_REPLY_HDR_SIZE + 256];
 	char name[64], desc[128];
@@ -608,7 +608,7 @@ opt_handle(struct nbd_conn *c, const struct nbd_opt_hdr *h, const uint8_t *pl)
 		c->c_tflags = nbd_tflags(&c->c_lim) | NBD_FLAG_CAN_MULTI_CONN;
 		n = nbd_encode_export_name_reply(buf, c->c_lim.export_size,
 		    c->c_tflags, (c->c_cflags & NBD_FLAG_C_NO_ZEROES) != 0);
-		evbuffer_add(bufferevent_get_output(c->c_bev), buf, n);
+		evbuffer_add(stream_output(c->c_s), buf, n);
 		conn_transmission(c);
 		return STEP_OK;
 	case NBD_OPT_GO:
@@ -628,7 +628,7 @@ opt_handle(struct nbd_conn *c, const struct nbd_opt_hdr *h, const uint8_t *pl)
 		ln = nbd_encode_rep_server(buf, sizeof(buf), h->option,
 		    cfg->vol_name, strlen(cfg->vol_name));
 		VERIFY(ln > 0);
-		evbuffer_add(bufferevent_get_output(c->c_bev), buf, (size_t)ln);
+		evbuffer_add(stream_output(c->c_s), buf, (size_t)ln);
 		opt_reply(c, h->option, NBD_REP_ACK);
 		return STEP_OK;
 	case NBD_OPT_STRUCTURED_REPLY:
@@ -815,14 +815,14 @@ tr_request(struct nbd_conn *c, struct evbuffer *in)
 static void
 conn_read(struct nbd_conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->c_bev);
+	struct evbuffer *in = stream_input(c->c_s);
 	int rc;
 
 	for (;;) {
 		if (c->c_closing)
 			return;
 		if (!conn_may_read(c)) {
-			bufferevent_disable(c->c_bev, EV_READ);
+			stream_set_reading(c->c_s, 0);
 			return;
 		}
 		switch (c->c_state) {
@@ -844,19 +844,19 @@ conn_read(struct nbd_conn *c)
 /* ---- Callbacks -------------------------------------------------------- */
 
 static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+conn_read_cb(struct stream *s, void *arg)
 {
-	(void)bev;
+	(void)s;
 	conn_read(arg);
 }
 
-/* Output at or below NBD_CONN_OUT_MAX / 2 (the write low watermark). */
+/* Output at or below NBD_CONN_OUT_MAX / 2 after a write. */
 static void
-conn_write_cb(struct bufferevent *bev, void *arg)
+conn_write_cb(struct stream *s, void *arg)
 {
 	struct nbd_conn *c = arg;
 
-	(void)bev;
+	(void)s;
 	if (c->c_closing)
 		conn_close_check(c);
 	else
@@ -864,17 +864,16 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
+conn_end_cb(struct stream *s, enum stream_end what, int err, void *arg)
 {
 	struct nbd_conn *c = arg;
-	int err = EVUTIL_SOCKET_ERROR();
 
-	(void)bev;
-	if (what & BEV_EVENT_ERROR)
+	(void)s;
+	if (what != STREAM_EOF)
 		log_debug("client %u (%s): %s error: %s", c->c_id, c->c_peer,
-		    (what & BEV_EVENT_READING) ? "read" : "write",
-		    evutil_socket_error_to_string(err));
-	else if (what & BEV_EVENT_EOF)
+		    what == STREAM_READ_ERROR ? "read" : "write",
+		    strerror(err));
+	else
 		log_debug("client %u (%s): end of stream%s", c->c_id,
 		    c->c_peer, c->c_state == CS_TRANS && !c->c_closing ?
 		    " without DISC" : "");
@@ -888,7 +887,7 @@ conn_kick_cb(evutil_socket_t fd, short what, void *arg)
 	struct nbd_conn *c = arg;
 
 	(void)fd; (void)what;
-	if (c->c_bev == NULL || c->c_closing)
+	if (c->c_s == NULL || c->c_closing)
 		conn_close_check(c);
 	else
 		conn_read(c);
@@ -909,6 +908,12 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		    NBD_CONN_HS_TIMEOUT);
 	}
 }
+
+static const struct stream_cbs conn_stream_cbs = {
+	.read = conn_read_cb,
+	.drained = conn_write_cb,
+	.end = conn_end_cb,
+};
 
 /* ---- Listeners -------------------------------------------------------- */
 
@@ -951,14 +956,15 @@ listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 	c->c_lim.pref_block = PRIMARY_PREF_BLOCK;
 	c->c_lim.max_block = PRIMARY_MAX_BLOCK;
 	c->c_state = CS_CFLAGS;
-	c->c_bev = bufferevent_socket_new(p->p_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->c_s = stream_new(p->p_base, fd, NBD_CONN_IN_MAX, NBD_CONN_OUT_MAX / 2,
+	    &conn_stream_cbs, c);
 	c->c_timer = evtimer_new(p->p_base, conn_timer_cb, c);
 	c->c_kick = event_new(p->p_base, -1, 0, conn_kick_cb, c);
-	if (c->c_bev == NULL || c->c_timer == NULL || c->c_kick == NULL) {
+	if (c->c_s == NULL || c->c_timer == NULL || c->c_kick == NULL) {
 		log_warnx("client %u (%s): cannot set up a connection",
 		    c->c_id, c->c_peer);
-		if (c->c_bev != NULL)
-			bufferevent_free(c->c_bev);
+		if (c->c_s != NULL)
+			stream_free(c->c_s);
 		else
 			evutil_closesocket(fd);
 		if (c->c_timer != NULL)
@@ -974,14 +980,9 @@ listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 	c->c_prevp = &p->p_conns;
 	p->p_conns = c;
 	p->p_nconns++;
-	bufferevent_setcb(c->c_bev, conn_read_cb, conn_write_cb, conn_event_cb,
-	    c);
-	bufferevent_setwatermark(c->c_bev, EV_READ, NBD_CLIENT_FLAGS_SIZE,
-	    NBD_CONN_IN_MAX);
-	bufferevent_setwatermark(c->c_bev, EV_WRITE, NBD_CONN_OUT_MAX / 2, 0);
-	bufferevent_enable(c->c_bev, EV_READ | EV_WRITE);
+	stream_set_reading(c->c_s, 1);
 	nbd_encode_greeting(greeting, NBD_HFLAGS);
-	evbuffer_add(bufferevent_get_output(c->c_bev), greeting,
+	evbuffer_add(stream_output(c->c_s), greeting,
 	    sizeof(greeting));
 	evtimer_add(c->c_timer, &tv);
 	log_debug("client %u (%s): connected", c->c_id, c->c_peer);
@@ -1142,8 +1143,8 @@ nbd_pause(struct primary *p)
 		return;
 	p->p_paused = 1;
 	for (c = p->p_conns; c != NULL; c = c->c_next)
-		if (c->c_bev != NULL && c->c_state == CS_TRANS)
-			bufferevent_disable(c->c_bev, EV_READ);
+		if (c->c_s != NULL && c->c_state == CS_TRANS)
+			stream_set_reading(c->c_s, 0);
 }
 
 void
@@ -1185,8 +1186,8 @@ nbd_free_all(struct primary *p)
 
 	listeners_free(p);
 	while ((c = p->p_conns) != NULL) {
-		if (c->c_bev != NULL)
-			bufferevent_free(c->c_bev);
+		if (c->c_s != NULL)
+			stream_free(c->c_s);
 		p->p_conns = c->c_next;
 		event_free(c->c_timer);
 		event_free(c->c_kick);
