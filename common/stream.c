@@ -1,20 +1,48 @@
 /*
- * stream.c: see stream.h. One persistent EV_READ event, and one EV_WRITE
- * event that is activated by hand when output is queued (no syscall) and
- * added to the loop only while the socket refuses more.
+ * stream.c: see stream.h.
+ *
+ * Events: s_rev (EV_READ, persistent) is in the loop while input is
+ * wanted; s_wev (EV_WRITE, persistent) is activated by hand when output is
+ * queued (no syscall) and added to the loop only while the socket refuses
+ * more, or a TCP connect is under way; s_tev is the read timeout.
+ *
+ * TLS: OpenSSL reads and writes the inner end of a BIO pair; the handlers
+ * move ciphertext between the outer end (s_net) and the socket. One pump
+ * does everything a pass can: socket to ring, handshake, decrypt, encrypt,
+ * ring to socket, then the callbacks.
+ *
+ * Callbacks may free the stream: s_busy marks a handler on the stack, and
+ * stream_free() then only marks it dead; the handler frees it on the way
+ * out.
  */
+#include <sys/socket.h>
 #include <sys/uio.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 
 #include "common/stream.h"
 #include "common/util.h"
+
+#define STREAM_RING	(256u << 10)	/* each direction of the BIO pair */
+#define STREAM_RECORD	16384u		/* TLS maximum plaintext per record */
+#define STREAM_NERR	8
+
+enum phase {
+	PH_PLAIN,
+	PH_CONNECT,			/* TCP connect under way */
+	PH_HANDSHAKE,
+	PH_UP,				/* TLS established */
+};
 
 struct stream {
 	int		 s_fd;
@@ -22,93 +50,480 @@ struct stream {
 	struct evbuffer	*s_out;
 	struct event	*s_rev;
 	struct event	*s_wev;
+	struct event	*s_tev;
 	size_t		 s_in_max;
 	size_t		 s_out_low;
-	int		 s_reading;
-	int		 s_blocked;	/* s_wev waits for the socket */
+	int		 s_reading;	/* the owner wants input */
+	int		 s_rev_on;	/* s_rev is in the loop */
+	int		 s_wev_on;	/* s_wev is in the loop */
+	int		 s_blocked;	/* the socket took less than offered */
+	int		 s_busy;	/* a handler is on the stack */
+	int		 s_dead;	/* freed from a callback */
+	enum phase	 s_phase;
+	int		 s_conn_err;	/* a connect that failed at once */
+
+	/* TLS */
+	SSL		*s_ssl;
+	BIO		*s_net;		/* our end of the pair */
+	size_t		 s_wpend;	/* an SSL_write to repeat, its size */
+	int		 s_eof;		/* the socket said EOF */
+	unsigned long	 s_err[STREAM_NERR];
+	unsigned	 s_nerr;
+	unsigned	 s_errpos;
+
+	struct timeval	 s_timeout;
+	int		 s_has_timeout;
+	uint64_t	 s_last_in;	/* now_ns() of the last bytes read */
+
 	struct stream_cbs s_cbs;
 	void		*s_arg;
 };
 
 static void
-stream_block(struct stream *s, int on)
+stream_destroy(struct stream *s)
 {
-	if (on == s->s_blocked)
+	if (s->s_rev != NULL)
+		event_free(s->s_rev);
+	if (s->s_wev != NULL)
+		event_free(s->s_wev);
+	if (s->s_tev != NULL)
+		event_free(s->s_tev);
+	if (s->s_in != NULL)
+		evbuffer_free(s->s_in);
+	if (s->s_out != NULL)
+		evbuffer_free(s->s_out);
+	if (s->s_ssl != NULL)
+		SSL_free(s->s_ssl);
+	if (s->s_net != NULL)
+		BIO_free(s->s_net);
+	if (s->s_fd != -1)
+		close(s->s_fd);
+	free(s);
+}
+
+/* Puts the events in or out of the loop as the state asks. */
+static void
+stream_arm(struct stream *s)
+{
+	int r, w;
+
+	r = s->s_phase == PH_HANDSHAKE ||
+	    ((s->s_phase == PH_PLAIN || s->s_phase == PH_UP) &&
+	    s->s_reading && !s->s_eof);
+	w = s->s_phase == PH_CONNECT || s->s_blocked;
+	if (r != s->s_rev_on) {
+		s->s_rev_on = r;
+		if (r)
+			event_add(s->s_rev, NULL);
+		else
+			event_del(s->s_rev);
+	}
+	if (w != s->s_wev_on) {
+		s->s_wev_on = w;
+		if (w)
+			event_add(s->s_wev, NULL);
+		else
+			event_del(s->s_wev);
+	}
+}
+
+/* Each returns whether s is still alive. */
+static int
+call_end(struct stream *s, enum stream_end what, int err)
+{
+	s->s_cbs.end(s, what, err, s->s_arg);
+	return !s->s_dead;
+}
+
+static int
+call_read(struct stream *s)
+{
+	s->s_cbs.read(s, s->s_arg);
+	return !s->s_dead;
+}
+
+static int
+call_drained(struct stream *s)
+{
+	if (s->s_cbs.drained != NULL &&
+	    stream_output_pending(s) <= s->s_out_low)
+		s->s_cbs.drained(s, s->s_arg);
+	return !s->s_dead;
+}
+
+/* Leaves a handler: frees s if a callback freed it. */
+static void
+stream_leave(struct stream *s)
+{
+	if (--s->s_busy == 0 && s->s_dead)
+		stream_destroy(s);
+}
+
+static int
+again(int e)
+{
+	return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+/*
+ * Reserves up to want bytes at the end of buf in v (at most 2 vectors,
+ * trimmed to want: evbuffer may offer more). Returns the vector count.
+ */
+static int
+reserve(struct evbuffer *buf, size_t want, struct evbuffer_iovec *v,
+    int nmax)
+{
+	size_t left;
+	int nv, i;
+
+	if ((nv = evbuffer_reserve_space(buf, (ev_ssize_t)want, v, nmax)) <= 0)
+		return -1;
+	for (i = 0, left = want; i < nv; i++) {
+		v[i].iov_len = MIN(v[i].iov_len, left);
+		left -= v[i].iov_len;
+	}
+	return nv;
+}
+
+/* Commits the first n bytes of a reservation. */
+static void
+commit(struct evbuffer *buf, struct evbuffer_iovec *v, int nv, size_t n)
+{
+	int i;
+
+	for (i = 0; i < nv && n > 0; i++) {
+		v[i].iov_len = MIN(v[i].iov_len, n);
+		n -= v[i].iov_len;
+	}
+	VERIFY(evbuffer_commit_space(buf, v, i) == 0);
+}
+
+/* ---- plain ------------------------------------------------------------ */
+
+static void
+plain_read(struct stream *s)
+{
+	struct evbuffer_iovec v[2];
+	size_t have = evbuffer_get_length(s->s_in);
+	ssize_t n;
+	int nv;
+
+	if (have >= s->s_in_max) {
+		stream_set_reading(s, 0);
 		return;
-	s->s_blocked = on;
-	if (on)
-		event_add(s->s_wev, NULL);
-	else
+	}
+	nv = reserve(s->s_in, MIN(s->s_in_max - have, STREAM_READ_MAX), v, 2);
+	if (nv < 0) {
+		(void)call_end(s, STREAM_READ_ERROR, ENOMEM);
+		return;
+	}
+	n = readv(s->s_fd, (struct iovec *)v, nv);
+	if (n < 0 && again(errno))
+		return;
+	if (n <= 0) {
+		(void)call_end(s, n == 0 ? STREAM_EOF : STREAM_READ_ERROR,
+		    n == 0 ? 0 : errno);
+		return;
+	}
+	commit(s->s_in, v, nv, (size_t)n);
+	s->s_last_in = now_ns();
+	(void)call_read(s);
+}
+
+static void
+plain_write(struct stream *s)
+{
+	int n;
+
+	if (evbuffer_get_length(s->s_out) == 0) {
+		s->s_blocked = 0;
+		stream_arm(s);
+		return;
+	}
+	if ((n = evbuffer_write(s->s_out, s->s_fd)) < 0) {
+		s->s_blocked = again(errno);
+		stream_arm(s);
+		if (!s->s_blocked)
+			(void)call_end(s, STREAM_WRITE_ERROR, errno);
+		return;
+	}
+	s->s_blocked = evbuffer_get_length(s->s_out) > 0;
+	stream_arm(s);
+	(void)call_drained(s);
+}
+
+/* ---- TLS -------------------------------------------------------------- */
+
+/* Saves the OpenSSL errors of this failure for stream_tls_error(). */
+static void
+tls_save_errors(struct stream *s)
+{
+	unsigned long e;
+
+	while ((e = ERR_get_error()) != 0)
+		if (s->s_nerr < STREAM_NERR)
+			s->s_err[s->s_nerr++] = e;
+}
+
+/* Socket to ring. Returns 0, or -1 when s has ended. */
+static int
+tls_fill(struct stream *s)
+{
+	char *p;
+	ssize_t n, r;
+	int i;
+
+	for (i = 0; i < 2 && !s->s_eof; i++) {	/* twice: the ring wraps */
+		if ((n = BIO_nwrite0(s->s_net, &p)) <= 0)
+			break;
+		n = MIN(n, (ssize_t)STREAM_READ_MAX);
+		if ((r = read(s->s_fd, p, (size_t)n)) < 0) {
+			if (again(errno))
+				break;
+			(void)call_end(s, STREAM_READ_ERROR, errno);
+			return -1;
+		}
+		if (r == 0) {
+			s->s_eof = 1;
+			break;
+		}
+		VERIFY(BIO_nwrite(s->s_net, &p, (int)r) == r);
+		s->s_last_in = now_ns();
+		if (r < n)
+			break;
+	}
+	return 0;
+}
+
+/*
+ * Ring to socket. Returns 1 when something was sent, 0 when not, -1 when
+ * s has ended.
+ */
+static int
+tls_flush(struct stream *s)
+{
+	char *p;
+	ssize_t n, w;
+	int sent = 0;
+
+	s->s_blocked = 0;
+	while ((n = BIO_nread0(s->s_net, &p)) > 0) {
+		if ((w = send(s->s_fd, p, (size_t)n, MSG_NOSIGNAL)) < 0) {
+			if (again(errno)) {
+				s->s_blocked = 1;
+				break;
+			}
+			(void)call_end(s, STREAM_WRITE_ERROR, errno);
+			return -1;
+		}
+		VERIFY(BIO_nread(s->s_net, &p, (int)w) == w);
+		sent = 1;
+		if (w < n) {
+			s->s_blocked = 1;
+			break;
+		}
+	}
+	return sent;
+}
+
+/* A failed SSL call: tell the peer (the alert is in the ring), end. */
+static void
+tls_fail(struct stream *s)
+{
+	tls_save_errors(s);
+	if (tls_flush(s) < 0)
+		return;
+	(void)call_end(s, STREAM_TLS_ERROR, 0);
+}
+
+/*
+ * Decrypts into the input while the owner reads. Returns 1 when the peer
+ * is done (close_notify, or EOF with no record left), 0 otherwise, -1 when
+ * s has ended. *grew says whether input arrived.
+ */
+static int
+tls_decrypt(struct stream *s, int *grew)
+{
+	struct evbuffer_iovec v[1];
+	size_t have, n;
+	int e;
+
+	while (s->s_reading) {
+		if ((have = evbuffer_get_length(s->s_in)) >= s->s_in_max)
+			return 0;
+		if (reserve(s->s_in, MIN(s->s_in_max - have, STREAM_RECORD), v,
+		    1) < 0) {
+			(void)call_end(s, STREAM_READ_ERROR, ENOMEM);
+			return -1;
+		}
+		ERR_clear_error();
+		if (SSL_read_ex(s->s_ssl, v[0].iov_base, v[0].iov_len, &n)) {
+			commit(s->s_in, v, 1, n);
+			*grew = 1;
+			continue;
+		}
+		switch ((e = SSL_get_error(s->s_ssl, 0))) {
+		case SSL_ERROR_WANT_READ:
+			return s->s_eof;
+		case SSL_ERROR_WANT_WRITE:
+			return 0;
+		case SSL_ERROR_ZERO_RETURN:
+			return 1;
+		default:
+			tls_fail(s);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Encrypts the output into the ring. Returns 0, or -1 when s has ended. */
+static int
+tls_encrypt(struct stream *s)
+{
+	size_t len, n;
+	int e;
+
+	while ((len = s->s_wpend) > 0 ||
+	    (len = MIN(evbuffer_get_length(s->s_out), STREAM_RECORD)) > 0) {
+		ERR_clear_error();
+		/* A repeat must offer the same bytes: the output's head did
+		 * not move, and SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER lets the
+		 * pullup move. */
+		if (SSL_write_ex(s->s_ssl, evbuffer_pullup(s->s_out,
+		    (ev_ssize_t)len), len, &n)) {
+			evbuffer_drain(s->s_out, n);
+			s->s_wpend = 0;
+			continue;
+		}
+		e = SSL_get_error(s->s_ssl, 0);
+		if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) {
+			tls_fail(s);
+			return -1;
+		}
+		s->s_wpend = len;
+		/* A full ring: send what it holds and go on if the socket
+		 * took all of it. */
+		if (e == SSL_ERROR_WANT_READ)
+			break;
+		if (tls_flush(s) < 0)
+			return -1;
+		if (s->s_blocked)
+			break;
+	}
+	return 0;
+}
+
+static void
+tls_pump(struct stream *s, int readable)
+{
+	int grew = 0, connected = 0, done = 0, sent, rc, e;
+
+	if (readable && tls_fill(s) < 0)
+		return;
+	if (s->s_phase == PH_HANDSHAKE) {
+		ERR_clear_error();
+		if ((rc = SSL_do_handshake(s->s_ssl)) == 1) {
+			s->s_phase = PH_UP;
+			connected = 1;
+		} else if ((e = SSL_get_error(s->s_ssl, rc)) !=
+		    SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+			tls_fail(s);
+			return;
+		} else if (s->s_eof) {
+			(void)call_end(s, STREAM_EOF, 0);
+			return;
+		}
+	}
+	if (s->s_phase == PH_UP) {
+		if ((done = tls_decrypt(s, &grew)) < 0 || tls_encrypt(s) < 0)
+			return;
+	}
+	if ((sent = tls_flush(s)) < 0)
+		return;
+	stream_arm(s);
+	if (connected && s->s_cbs.connected != NULL) {
+		s->s_cbs.connected(s, s->s_arg);
+		if (s->s_dead)
+			return;
+	}
+	if (grew && !call_read(s))
+		return;
+	if (sent && !call_drained(s))
+		return;
+	if (done)
+		(void)call_end(s, STREAM_EOF, 0);
+}
+
+static void
+tls_connected(struct stream *s)
+{
+	socklen_t len = sizeof(int);
+	int err = s->s_conn_err;
+
+	if (err == 0 &&
+	    getsockopt(s->s_fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		err = errno;
+	if (err != 0) {
+		s->s_wev_on = 0;
 		event_del(s->s_wev);
+		(void)call_end(s, STREAM_CONNECT_ERROR, err);
+		return;
+	}
+	s->s_phase = PH_HANDSHAKE;
+	tls_pump(s, 0);
+}
+
+/* ---- event handlers ----------------------------------------------------- */
+
+static void
+stream_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *s = arg;
+
+	(void)fd; (void)what;
+	s->s_busy++;
+	if (s->s_ssl == NULL)
+		plain_read(s);
+	else
+		tls_pump(s, 1);
+	stream_leave(s);
 }
 
 static void
 stream_write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *s = arg;
-	int n;
 
-	(void)what;
-	if (evbuffer_get_length(s->s_out) == 0) {
-		stream_block(s, 0);
-		return;
-	}
-	if ((n = evbuffer_write(s->s_out, fd)) < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-			stream_block(s, 1);
-			return;
-		}
-		stream_block(s, 0);
-		s->s_cbs.end(s, STREAM_WRITE_ERROR, errno, s->s_arg);
-		return;
-	}
-	stream_block(s, evbuffer_get_length(s->s_out) > 0);
-	/* Last: the callee may free s. */
-	if (evbuffer_get_length(s->s_out) <= s->s_out_low &&
-	    s->s_cbs.drained != NULL)
-		s->s_cbs.drained(s, s->s_arg);
+	(void)fd; (void)what;
+	s->s_busy++;
+	if (s->s_ssl == NULL)
+		plain_write(s);
+	else if (s->s_phase == PH_CONNECT)
+		tls_connected(s);
+	else
+		tls_pump(s, 0);
+	stream_leave(s);
 }
 
 static void
-stream_read_cb(evutil_socket_t fd, short what, void *arg)
+stream_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *s = arg;
-	struct evbuffer_iovec v[2];
-	size_t have = evbuffer_get_length(s->s_in), want, left;
-	ssize_t n;
-	int nv, i;
+	uint64_t limit = (uint64_t)s->s_timeout.tv_sec * 1000000000u +
+	    (uint64_t)s->s_timeout.tv_usec * 1000u, idle;
+	struct timeval tv;
 
-	(void)what;
-	if (have >= s->s_in_max) {
-		stream_set_reading(s, 0);
+	(void)fd; (void)what;
+	if ((idle = now_ns() - s->s_last_in) < limit) {
+		tv.tv_sec = (time_t)((limit - idle) / 1000000000u);
+		tv.tv_usec = (suseconds_t)((limit - idle) % 1000000000u / 1000);
+		evtimer_add(s->s_tev, &tv);
 		return;
 	}
-	want = MIN(s->s_in_max - have, STREAM_READ_MAX);
-	nv = evbuffer_reserve_space(s->s_in, (ev_ssize_t)want, v, 2);
-	if (nv <= 0) {
-		s->s_cbs.end(s, STREAM_READ_ERROR, ENOMEM, s->s_arg);
-		return;
-	}
-	/* The space reserved may be larger than asked for. */
-	for (i = 0, left = want; i < nv; i++) {
-		v[i].iov_len = MIN(v[i].iov_len, left);
-		left -= v[i].iov_len;
-	}
-	n = readv(fd, (struct iovec *)v, nv);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-	    errno == EINTR))
-		return;
-	if (n <= 0) {
-		s->s_cbs.end(s, n == 0 ? STREAM_EOF : STREAM_READ_ERROR,
-		    n == 0 ? 0 : errno, s->s_arg);
-		return;
-	}
-	for (i = 0, left = (size_t)n; i < nv && left > 0; i++) {
-		v[i].iov_len = MIN(v[i].iov_len, left);
-		left -= v[i].iov_len;
-	}
-	VERIFY(evbuffer_commit_space(s->s_in, v, i) == 0);
-	s->s_cbs.read(s, s->s_arg);
+	s->s_busy++;
+	(void)call_end(s, STREAM_TIMEOUT, 0);
+	stream_leave(s);
 }
 
 /* Output was queued: write it once the current loop pass is done. */
@@ -119,57 +534,138 @@ stream_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	struct stream *s = arg;
 
 	(void)buf;
-	if (info->n_added > 0 && !s->s_blocked)
+	if (info->n_added > 0 && !s->s_blocked &&
+	    (s->s_phase == PH_PLAIN || s->s_phase == PH_UP))
 		event_active(s->s_wev, EV_WRITE, 0);
 }
 
-struct stream *
-stream_new(struct event_base *base, int fd, size_t in_max, size_t out_low,
-    const struct stream_cbs *cbs, void *arg)
+/* ---- setup -------------------------------------------------------------- */
+
+static struct stream *
+stream_make(struct event_base *base, int fd, SSL *ssl, enum phase ph,
+    size_t in_max, size_t out_low, const struct stream_cbs *cbs, void *arg)
 {
 	struct stream *s;
-	int fl;
+	BIO *inner = NULL;
 
-	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
-	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
-		return NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
 	s->s_fd = fd;
+	s->s_ssl = ssl;
+	s->s_phase = ph;
 	s->s_in_max = in_max;
 	s->s_out_low = out_low;
 	s->s_cbs = *cbs;
 	s->s_arg = arg;
+	s->s_last_in = now_ns();
 	s->s_in = evbuffer_new();
 	s->s_out = evbuffer_new();
 	s->s_rev = event_new(base, fd, EV_READ | EV_PERSIST, stream_read_cb,
 	    s);
 	s->s_wev = event_new(base, fd, EV_WRITE | EV_PERSIST, stream_write_cb,
 	    s);
+	s->s_tev = evtimer_new(base, stream_timeout_cb, s);
 	if (s->s_in == NULL || s->s_out == NULL || s->s_rev == NULL ||
-	    s->s_wev == NULL ||
-	    evbuffer_add_cb(s->s_out, stream_out_cb, s) == NULL) {
-		s->s_fd = -1;
-		stream_free(s);
+	    s->s_wev == NULL || s->s_tev == NULL ||
+	    evbuffer_add_cb(s->s_out, stream_out_cb, s) == NULL)
+		goto fail;
+	if (ssl != NULL) {
+		if (!BIO_new_bio_pair(&inner, STREAM_RING, &s->s_net,
+		    STREAM_RING))
+			goto fail;
+		SSL_set_bio(ssl, inner, inner);
+		SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	}
+	return s;
+fail:
+	s->s_fd = -1;		/* the caller's, on failure */
+	s->s_ssl = NULL;
+	stream_destroy(s);
+	return NULL;
+}
+
+static int
+set_nonblock(int fd)
+{
+	int fl;
+
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
+		return -1;
+	return 0;
+}
+
+struct stream *
+stream_new(struct event_base *base, int fd, size_t in_max, size_t out_low,
+    const struct stream_cbs *cbs, void *arg)
+{
+	if (set_nonblock(fd) != 0)
+		return NULL;
+	return stream_make(base, fd, NULL, PH_PLAIN, in_max, out_low, cbs,
+	    arg);
+}
+
+struct stream *
+stream_new_tls_accept(struct event_base *base, int fd, SSL *ssl,
+    size_t in_max, size_t out_low, const struct stream_cbs *cbs, void *arg)
+{
+	struct stream *s;
+
+	if (set_nonblock(fd) != 0 || (s = stream_make(base, fd, ssl,
+	    PH_HANDSHAKE, in_max, out_low, cbs, arg)) == NULL) {
+		SSL_free(ssl);
 		return NULL;
 	}
+	SSL_set_accept_state(ssl);
+	stream_arm(s);
+	return s;
+}
+
+struct stream *
+stream_connect_tls(struct event_base *base, const struct sockaddr *addr,
+    socklen_t addrlen, SSL *ssl, size_t in_max, size_t out_low,
+    const struct stream_cbs *cbs, void *arg)
+{
+	struct stream *s;
+	int fd, one = 1;
+
+	fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	if ((s = stream_make(base, fd, ssl, PH_CONNECT, in_max, out_low, cbs,
+	    arg)) == NULL) {
+		SSL_free(ssl);
+		close(fd);
+		errno = ENOMEM;
+		return NULL;
+	}
+	SSL_set_connect_state(ssl);
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* Every outcome is reported from the loop, through end(). */
+	if (connect(fd, addr, addrlen) != 0 && errno != EINPROGRESS) {
+		s->s_conn_err = errno;
+		event_active(s->s_wev, EV_WRITE, 0);
+		return s;
+	}
+	stream_arm(s);
 	return s;
 }
 
 void
 stream_free(struct stream *s)
 {
-	if (s->s_rev != NULL)
-		event_free(s->s_rev);
-	if (s->s_wev != NULL)
-		event_free(s->s_wev);
-	if (s->s_in != NULL)
-		evbuffer_free(s->s_in);
-	if (s->s_out != NULL)
-		evbuffer_free(s->s_out);
-	if (s->s_fd != -1)
-		close(s->s_fd);
-	free(s);
+	if (s->s_busy > 0) {
+		/* A callback frees it: stop everything, free on the way out. */
+		s->s_dead = 1;
+		event_del(s->s_rev);
+		event_del(s->s_wev);
+		event_del(s->s_tev);
+		return;
+	}
+	stream_destroy(s);
 }
 
 struct evbuffer *
@@ -184,6 +680,13 @@ stream_output(struct stream *s)
 	return s->s_out;
 }
 
+size_t
+stream_output_pending(struct stream *s)
+{
+	return evbuffer_get_length(s->s_out) +
+	    (s->s_net != NULL ? BIO_ctrl_pending(s->s_net) : 0);
+}
+
 void
 stream_set_reading(struct stream *s, int on)
 {
@@ -191,14 +694,44 @@ stream_set_reading(struct stream *s, int on)
 	if (on == s->s_reading)
 		return;
 	s->s_reading = on;
-	if (on)
-		event_add(s->s_rev, NULL);
-	else
-		event_del(s->s_rev);
+	if (on) {
+		s->s_last_in = now_ns();
+		if (s->s_has_timeout)
+			evtimer_add(s->s_tev, &s->s_timeout);
+		/* Records may wait in the ring already: the socket will not
+		 * say so. */
+		if (s->s_ssl != NULL && s->s_phase == PH_UP)
+			event_active(s->s_rev, EV_READ, 0);
+	} else {
+		event_del(s->s_tev);
+	}
+	stream_arm(s);
 }
 
 int
 stream_reading(const struct stream *s)
 {
 	return s->s_reading;
+}
+
+void
+stream_set_timeout(struct stream *s, const struct timeval *tv)
+{
+	s->s_timeout = *tv;
+	s->s_has_timeout = 1;
+	s->s_last_in = now_ns();
+	if (s->s_reading)
+		evtimer_add(s->s_tev, &s->s_timeout);
+}
+
+SSL *
+stream_ssl(struct stream *s)
+{
+	return s->s_ssl;
+}
+
+unsigned long
+stream_tls_error(struct stream *s)
+{
+	return s->s_errpos < s->s_nerr ? s->s_err[s->s_errpos++] : 0;
 }

@@ -1,41 +1,58 @@
 /*
- * stream.h: a non-blocking byte stream on a plain socket, for the NBD data
- * path. It is a bufferevent with two differences that matter under load:
+ * stream.h: a non-blocking byte stream on a socket, plain or TLS, for the
+ * data paths (NBD clients, the replication link). It does what a libevent
+ * bufferevent does, with three differences that matter under load:
  *
  *  - a readable socket is read with one call of up to STREAM_READ_MAX
- *    bytes. libevent 2.1's bufferevent reads at most 4 KiB per loop pass,
- *    so a 64 KiB WRITE took 17 passes and a 4 KiB one two;
- *  - output is written once, at the end of the loop pass that queued it,
- *    with every reply queued in that pass in one writev. EV_WRITE is armed
- *    only while the socket is full, where a bufferevent arms and disarms
- *    it (two epoll_ctl calls) for every write.
+ *    bytes. libevent 2.1's socket bufferevent reads at most 4 KiB per loop
+ *    pass, so a 64 KiB WRITE took 17 passes; its TLS bufferevent reads a
+ *    record header and body with two calls;
+ *  - output is written at the end of the loop pass that queued it, all of
+ *    it in one call (TLS: records of up to 16 KiB, encrypted into a BIO
+ *    pair and sent together). EV_WRITE is armed only while the socket is
+ *    full, where a bufferevent arms and disarms it (two epoll_ctl calls)
+ *    for every write;
+ *  - TLS never touches the socket itself: OpenSSL works on a BIO pair
+ *    whose other end this module moves to and from the socket, so records
+ *    read ahead are never stranded (the stall that keeps read-ahead off in
+ *    a TLS bufferevent).
  *
  * Callbacks run from the event loop only, never from inside a stream_*
- * call, so code that queues output may be called from anywhere on the
- * event thread.
+ * call, so code that queues output may run anywhere on the event thread.
+ * A callback may free its stream.
  */
 #ifndef DUET_STREAM_H
 #define DUET_STREAM_H
 
+#include <sys/socket.h>
 #include <stddef.h>
+
+#include <openssl/ssl.h>
 
 struct event_base;
 struct evbuffer;
 struct stream;
+struct timeval;
 
 #define STREAM_READ_MAX	(256u << 10)	/* bytes per read call */
 
 enum stream_end {
 	STREAM_EOF,			/* the peer closed its side */
 	STREAM_READ_ERROR,		/* err is the errno */
-	STREAM_WRITE_ERROR,
+	STREAM_WRITE_ERROR,		/* err is the errno */
+	STREAM_CONNECT_ERROR,		/* err is the errno */
+	STREAM_TLS_ERROR,		/* see stream_tls_error() */
+	STREAM_TIMEOUT,			/* nothing read for the timeout */
 };
 
 struct stream_cbs {
 	/* Input grew. */
 	void	(*read)(struct stream *, void *arg);
-	/* A write left the output at or below the low mark. */
+	/* A write left the output (TLS: plaintext and records not yet
+	 * sent) at or below the low mark. NULL: not wanted. */
 	void	(*drained)(struct stream *, void *arg);
+	/* TLS: the handshake is done. NULL: not wanted. */
+	void	(*connected)(struct stream *, void *arg);
 	/* The stream is finished; the callee frees it. */
 	void	(*end)(struct stream *, enum stream_end, int err, void *arg);
 };
@@ -43,17 +60,43 @@ struct stream_cbs {
 /*
  * Takes fd (made non-blocking here; closed by stream_free). Reads stop
  * while the input holds in_max bytes; out_low is the drained mark.
- * Reading starts disabled. NULL on allocation failure (fd stays open).
+ * Reading starts disabled. NULL on failure (fd stays open).
  */
 struct stream *stream_new(struct event_base *base, int fd, size_t in_max,
     size_t out_low, const struct stream_cbs *cbs, void *arg);
+
+/*
+ * TLS on an accepted socket (the server side of the handshake). Takes fd
+ * and ssl (freed by stream_free, also on failure).
+ */
+struct stream *stream_new_tls_accept(struct event_base *base, int fd,
+    SSL *ssl, size_t in_max, size_t out_low, const struct stream_cbs *cbs,
+    void *arg);
+
+/*
+ * TLS to addr: connects (TCP_NODELAY) and runs the client handshake.
+ * Takes ssl. NULL with errno set when no socket could be made.
+ */
+struct stream *stream_connect_tls(struct event_base *base,
+    const struct sockaddr *addr, socklen_t addrlen, SSL *ssl, size_t in_max,
+    size_t out_low, const struct stream_cbs *cbs, void *arg);
+
 void stream_free(struct stream *s);
 
 struct evbuffer *stream_input(struct stream *s);
 /* Anything added here is written at the end of the current loop pass. */
 struct evbuffer *stream_output(struct stream *s);
+/* Output not yet handed to the kernel, TLS records included. */
+size_t stream_output_pending(struct stream *s);
 
 void stream_set_reading(struct stream *s, int on);
 int stream_reading(const struct stream *s);
+
+/* end(STREAM_TIMEOUT) after tv with reading enabled and nothing read. */
+void stream_set_timeout(struct stream *s, const struct timeval *tv);
+
+SSL *stream_ssl(struct stream *s);
+/* The OpenSSL errors that ended a TLS stream, oldest first; 0 at the end. */
+unsigned long stream_tls_error(struct stream *s);
 
 #endif

@@ -12,7 +12,7 @@
  * the peer's address and sent in a GOODBYE, and nothing from that frame is
  * applied. Operations already handed to the engine still complete.
  *
- * Lifetime: a session is freed once its connection is gone (s_bev NULL)
+ * Lifetime: a session is freed once its connection is gone (s_s NULL)
  * and no mop refers to it (s_refs 0); mops hold a reference until acked.
  *
  * Memory: reading stops while the bytes received but not yet applied
@@ -34,8 +34,6 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <openssl/err.h>
@@ -46,6 +44,7 @@
 #include "common/apply.h"
 #include "common/log.h"
 #include "common/notify.h"
+#include "common/stream.h"
 #include "common/tls.h"
 #include "common/util.h"
 #include "mirror/mirror.h"
@@ -60,7 +59,7 @@ struct fmap {
 struct session {
 	struct mirror	*s_m;
 	struct session	*s_next;	/* mr_sessions */
-	struct bufferevent *s_bev;	/* NULL once the connection is gone */
+	struct stream	*s_s;		/* NULL once the connection is gone */
 	char		 s_peer[INET6_ADDRSTRLEN + 8];
 	unsigned	 s_refs;	/* mops not yet acked */
 	int		 s_tls_up;
@@ -80,7 +79,7 @@ struct session {
 	uint64_t	 s_frontier_lseq;
 };
 
-static void session_read(struct bufferevent *, void *);
+static void session_read(struct stream *, void *);
 
 static void
 fmap_release(struct mirror *m, struct fmap *f, int mark)
@@ -117,9 +116,9 @@ session_drop(struct session *s)
 {
 	struct mirror *m = s->s_m;
 
-	if (s->s_bev != NULL) {
-		bufferevent_free(s->s_bev);
-		s->s_bev = NULL;
+	if (s->s_s != NULL) {
+		stream_free(s->s_s);
+		s->s_s = NULL;
 		log_debug("peer %s: connection closed", s->s_peer);
 	}
 	if (s->s_timer != NULL)
@@ -153,9 +152,9 @@ send_frame(struct session *s, const struct wire_hdr *h, const void *payload)
 	uint8_t buf[WIRE_HDR_SIZE];
 	struct evbuffer *out;
 
-	if (s->s_bev == NULL)
+	if (s->s_s == NULL)
 		return;
-	out = bufferevent_get_output(s->s_bev);
+	out = stream_output(s->s_s);
 	wire_encode_hdr(buf, h);
 	evbuffer_add(out, buf, sizeof(buf));
 	if (h->plen > 0)
@@ -188,11 +187,11 @@ session_close(struct session *s)
 {
 	struct timeval tv = { 2, 0 };
 
-	if (s->s_bev == NULL || s->s_closing)
+	if (s->s_s == NULL || s->s_closing)
 		return;
 	s->s_closing = 1;
-	bufferevent_disable(s->s_bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->s_bev)) == 0) {
+	stream_set_reading(s->s_s, 0);
+	if (stream_output_pending(s->s_s) == 0) {
 		session_drop(s);
 		return;
 	}
@@ -274,7 +273,7 @@ session_op_finished(struct session *s)
 	VERIFY(s->s_refs > 0);
 	if (--s->s_refs > 0)
 		return;
-	if (s->s_bev == NULL) {
+	if (s->s_s == NULL) {
 		session_free(s);
 	} else if (s->s_goodbye != NULL) {
 		/* The goodbye is the last frame: after every ack. */
@@ -288,8 +287,7 @@ static int
 must_pause(struct session *s)
 {
 	return s->s_m->mr_queued_bytes > s->s_m->mr_max_queued ||
-	    evbuffer_get_length(bufferevent_get_output(s->s_bev)) >
-	    MIRROR_OUT_MAX;
+	    stream_output_pending(s->s_s) > MIRROR_OUT_MAX;
 }
 
 void
@@ -300,14 +298,13 @@ session_resume_all(struct mirror *m)
 	if (m->mr_queued_bytes > m->mr_max_queued / 2)
 		return;
 	for (s = m->mr_sessions; s != NULL; s = s->s_next) {
-		if (!s->s_paused || s->s_bev == NULL || s->s_closing ||
-		    evbuffer_get_length(bufferevent_get_output(s->s_bev)) >
-		    MIRROR_OUT_MAX / 2)
+		if (!s->s_paused || s->s_s == NULL || s->s_closing ||
+		    stream_output_pending(s->s_s) > MIRROR_OUT_MAX / 2)
 			continue;
 		s->s_paused = 0;
-		bufferevent_enable(s->s_bev, EV_READ);
+		stream_set_reading(s->s_s, 1);
 		/* Frames may already wait in the input buffer. */
-		session_read(s->s_bev, s);
+		session_read(s->s_s, s);
 	}
 }
 
@@ -520,7 +517,7 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 	 * must not keep a reconnecting primary out. */
 	{
 		struct timeval idle = { MIRROR_IDLE_TIMEOUT, 0 };
-		bufferevent_set_timeouts(s->s_bev, &idle, NULL);
+		stream_set_timeout(s->s_s, &idle);
 	}
 
 	memset(&a, 0, sizeof(a));
@@ -770,7 +767,7 @@ handle_frame(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 		log_info("peer %s: goodbye", s->s_peer);
 		evbuffer_drain(in, h->plen);
 		s->s_closing = 1;	/* acks of what is in flight still go */
-		bufferevent_disable(s->s_bev, EV_READ);
+		stream_set_reading(s->s_s, 0);
 		if (s->s_refs == 0)
 			session_drop(s);
 		return -1;
@@ -781,18 +778,18 @@ handle_frame(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 }
 
 static void
-session_read(struct bufferevent *bev, void *arg)
+session_read(struct stream *st, void *arg)
 {
 	struct session *s = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = stream_input(st);
 	struct wire_hdr h;
 	uint8_t *p;
 	int rc;
 
-	while (!s->s_closing && s->s_bev != NULL) {
+	while (!s->s_closing && s->s_s != NULL) {
 		if (s->s_hello && must_pause(s)) {
 			s->s_paused = 1;
-			bufferevent_disable(bev, EV_READ);
+			stream_set_reading(st, 0);
 			return;
 		}
 		if ((p = evbuffer_pullup(in, WIRE_HDR_SIZE)) == NULL)
@@ -802,26 +799,19 @@ session_read(struct bufferevent *bev, void *arg)
 			session_fail(s, "%s", wire_strerror(rc));
 			return;
 		}
-		if (evbuffer_get_length(in) < WIRE_HDR_SIZE + (size_t)h.plen) {
-			/* Wake up only once the whole frame is here. */
-			bufferevent_setwatermark(bev, EV_READ,
-			    WIRE_HDR_SIZE + (size_t)h.plen,
-			    2 * (WIRE_HDR_SIZE + (size_t)MIRROR_MAX_PAYLOAD));
-			return;
-		}
-		bufferevent_setwatermark(bev, EV_READ, 0,
-		    2 * (WIRE_HDR_SIZE + (size_t)MIRROR_MAX_PAYLOAD));
+		if (evbuffer_get_length(in) < WIRE_HDR_SIZE + (size_t)h.plen)
+			return;		/* not the whole frame yet */
 		if (handle_frame(s, &h, in) != 0)
 			return;
 	}
 }
 
 static void
-session_write(struct bufferevent *bev, void *arg)
+session_write(struct stream *st, void *arg)
 {
 	struct session *s = arg;
 
-	(void)bev;
+	(void)st;
 	if (s->s_closing && s->s_refs == 0)
 		session_drop(s);
 	else if (s->s_paused)
@@ -829,20 +819,20 @@ session_write(struct bufferevent *bev, void *arg)
 }
 
 /*
- * Logs why a connection failed. libevent keeps the OpenSSL errors of a
- * bufferevent to itself (bufferevent_get_openssl_error), so those come
- * first; then the certificate verdict; failing both, the socket error.
+ * Logs why a connection failed: the OpenSSL errors the stream kept, then
+ * the certificate verdict; failing both, the socket error.
  */
 static void
-log_conn_error(struct session *s, struct bufferevent *bev, const char *what)
+log_conn_error(struct session *s, struct stream *st, int sockerr,
+    const char *what)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	SSL *ssl = stream_ssl(st);
 	unsigned long e;
 	char buf[256];
-	int n = 0, sockerr = EVUTIL_SOCKET_ERROR();
-	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+	int n = 0;
+	long vr = SSL_get_verify_result(ssl);
 
-	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+	while ((e = stream_tls_error(st)) != 0) {
 		ERR_error_string_n(e, buf, sizeof(buf));
 		log_warnx("peer %s: %s: %s", s->s_peer, what, buf);
 		n++;
@@ -850,28 +840,32 @@ log_conn_error(struct session *s, struct bufferevent *bev, const char *what)
 	tls_log_errors(s->s_peer, what, vr != X509_V_OK ? ssl : NULL);
 	if (n == 0 && vr == X509_V_OK)
 		log_warnx("peer %s: %s: %s", s->s_peer, what, sockerr != 0 ?
-		    evutil_socket_error_to_string(sockerr) :
-		    "connection closed");
+		    strerror(sockerr) : "connection closed");
 }
 
 static void
-session_event(struct bufferevent *bev, short what, void *arg)
+session_tls_up(struct stream *st, void *arg)
 {
 	struct session *s = arg;
 
-	if (what & BEV_EVENT_CONNECTED) {
-		s->s_tls_up = 1;
-		log_debug("peer %s: TLS established", s->s_peer);
-		return;
-	}
-	if (what & BEV_EVENT_TIMEOUT) {
+	(void)st;
+	s->s_tls_up = 1;
+	log_debug("peer %s: TLS established", s->s_peer);
+}
+
+static void
+session_end(struct stream *st, enum stream_end what, int err, void *arg)
+{
+	struct session *s = arg;
+
+	if (what == STREAM_TIMEOUT) {
 		session_fail(s, "no frame for %d s", MIRROR_IDLE_TIMEOUT);
 		return;
 	}
 	if (!s->s_tls_up)
-		log_conn_error(s, bev, "TLS handshake failed");
-	else if ((what & BEV_EVENT_ERROR) && !s->s_closing)
-		log_conn_error(s, bev, "connection lost");
+		log_conn_error(s, st, err, "TLS handshake failed");
+	else if (what != STREAM_EOF && !s->s_closing)
+		log_conn_error(s, st, err, "connection lost");
 	else if (s->s_hello && !s->s_closing)
 		log_warnx("peer %s: connection closed by the primary "
 		    "without a goodbye", s->s_peer);
@@ -879,6 +873,16 @@ session_event(struct bufferevent *bev, short what, void *arg)
 		log_debug("peer %s: closed by the peer", s->s_peer);
 	session_drop(s);
 }
+
+/* Input limit: a whole frame of the largest payload, and a header. */
+#define SESSION_IN_MAX	(2 * (WIRE_HDR_SIZE + (size_t)MIRROR_MAX_PAYLOAD))
+
+static const struct stream_cbs session_cbs = {
+	.read = session_read,
+	.drained = session_write,
+	.connected = session_tls_up,
+	.end = session_end,
+};
 
 static void
 hello_timeout(evutil_socket_t fd, short what, void *arg)
@@ -922,17 +926,15 @@ listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 	s->s_lim.volume_size = 0;
 	s->s_lim.align = MIRROR_ALIGN;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	s->s_bev = bufferevent_openssl_socket_new(m->mr_base, fd, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	s->s_s = stream_new_tls_accept(m->mr_base, fd, ssl, SESSION_IN_MAX, 0,
+	    &session_cbs, s);
 	s->s_timer = evtimer_new(m->mr_base, hello_timeout, s);
-	if (s->s_bev == NULL || s->s_timer == NULL) {
+	if (s->s_s == NULL || s->s_timer == NULL) {
 		log_warnx("peer %s: cannot set up a connection", s->s_peer);
-		if (s->s_bev != NULL) {
-			bufferevent_free(s->s_bev);
-		} else {
-			SSL_free(ssl);
+		if (s->s_s != NULL)
+			stream_free(s->s_s);
+		else
 			evutil_closesocket(fd);
-		}
 		if (s->s_timer != NULL)
 			event_free(s->s_timer);
 		free(s);
@@ -941,11 +943,7 @@ listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 	s->s_next = m->mr_sessions;
 	m->mr_sessions = s;
 	m->mr_nsessions++;
-	bufferevent_setcb(s->s_bev, session_read, session_write, session_event,
-	    s);
-	bufferevent_setwatermark(s->s_bev, EV_READ, 0,
-	    2 * (WIRE_HDR_SIZE + (size_t)MIRROR_MAX_PAYLOAD));
-	bufferevent_enable(s->s_bev, EV_READ | EV_WRITE);
+	stream_set_reading(s->s_s, 1);
 	evtimer_add(s->s_timer, &tv);
 	log_debug("peer %s: connected", s->s_peer);
 }
@@ -1018,7 +1016,7 @@ session_shutdown_all(struct mirror *m, const char *reason)
 
 	for (s = m->mr_sessions; s != NULL; s = next) {
 		next = s->s_next;
-		if (s->s_bev == NULL || s->s_closing)
+		if (s->s_s == NULL || s->s_closing)
 			continue;
 		if (s->s_refs == 0) {
 			if (s->s_hello)
@@ -1027,7 +1025,7 @@ session_shutdown_all(struct mirror *m, const char *reason)
 		} else {
 			s->s_goodbye = reason;
 			s->s_closing = 1;
-			bufferevent_disable(s->s_bev, EV_READ);
+			stream_set_reading(s->s_s, 0);
 		}
 	}
 }
@@ -1039,9 +1037,9 @@ session_free_all(struct mirror *m)
 	while (m->mr_sessions != NULL) {
 		struct session *s = m->mr_sessions;
 
-		if (s->s_bev != NULL) {
-			bufferevent_free(s->s_bev);
-			s->s_bev = NULL;
+		if (s->s_s != NULL) {
+			stream_free(s->s_s);
+			s->s_s = NULL;
 		}
 		s->s_refs = 0;
 		m->mr_stopping = 0;	/* no stop check from session_free */

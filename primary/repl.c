@@ -32,8 +32,6 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -41,6 +39,7 @@
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/status.h"
+#include "common/stream.h"
 #include "common/tls.h"
 #include "common/util.h"
 #include "primary/primary.h"
@@ -50,6 +49,8 @@
 #define REPL_CONGESTION_S	10
 #define REPL_HELLO_TIMEOUT_S	10
 #define REPL_SILENCE_S		15	/* nothing from the mirror: gone */
+/* Input limit: a whole READ_DATA frame, and a header after it. */
+#define REPL_IN_MAX		(2 * (WIRE_HDR_SIZE + (size_t)PRIMARY_MAX_BLOCK))
 
 enum repl_state { R_IDLE, R_CONNECTING, R_HELLO, R_CR, R_UP, R_BACKOFF,
     R_DONE };
@@ -67,7 +68,7 @@ struct ring_ent {
 struct repl {
 	struct primary	*rp_p;
 	enum repl_state	 rp_state;
-	struct bufferevent *rp_bev;
+	struct stream	*rp_s;
 	char		 rp_addr[256];
 	struct event	*rp_timer;	/* backoff, hello timeout, ping */
 	struct event	*rp_cong;	/* window full too long */
@@ -212,7 +213,7 @@ static void
 send_hdr(struct repl *rp, const struct wire_hdr *h, const void *payload)
 {
 	uint8_t buf[WIRE_HDR_SIZE];
-	struct evbuffer *out = bufferevent_get_output(rp->rp_bev);
+	struct evbuffer *out = stream_output(rp->rp_s);
 
 	wire_encode_hdr(buf, h);
 	evbuffer_add(out, buf, sizeof(buf));
@@ -558,7 +559,7 @@ handle_cr(struct repl *rp, const struct wire_hdr *h, const uint8_t *payload)
 	 * the window is not full. */
 	{
 		struct timeval silence = { REPL_SILENCE_S, 0 };
-		bufferevent_set_timeouts(rp->rp_bev, &silence, NULL);
+		stream_set_timeout(rp->rp_s, &silence);
 	}
 	rp->rp_since = time(NULL);
 	rp->rp_last_err[0] = '\0';
@@ -572,10 +573,10 @@ handle_cr(struct repl *rp, const struct wire_hdr *h, const uint8_t *payload)
 }
 
 static void
-repl_read(struct bufferevent *bev, void *arg)
+repl_read(struct stream *st, void *arg)
 {
 	struct repl *rp = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = stream_input(st);
 	struct wire_limits lim = {
 		.max_payload = PRIMARY_MAX_BLOCK,
 		.volume_size = rp->rp_p->p_cfg.vol_size,
@@ -585,7 +586,7 @@ repl_read(struct bufferevent *bev, void *arg)
 	uint8_t *hp, *payload;
 	int rc;
 
-	while (rp->rp_bev == bev && (hp = evbuffer_pullup(in, WIRE_HDR_SIZE))) {
+	while (rp->rp_s == st && (hp = evbuffer_pullup(in, WIRE_HDR_SIZE))) {
 		if ((rc = wire_decode_hdr(hp, WIRE_HDR_SIZE, &lim, &h)) != 0) {
 			repl_drop(rp, "bad frame: %s", wire_strerror(rc));
 			return;
@@ -631,7 +632,7 @@ repl_read(struct bufferevent *bev, void *arg)
 			    wire_type_name(h.type));
 			return;
 		}
-		if (rp->rp_bev == bev)
+		if (rp->rp_s == st)
 			evbuffer_drain(in, WIRE_HDR_SIZE + (size_t)h.plen);
 	}
 }
@@ -691,42 +692,50 @@ repl_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* TLS is up: say hello. */
 static void
-repl_event(struct bufferevent *bev, short what, void *arg)
+repl_tls_up(struct stream *st, void *arg)
 {
 	struct repl *rp = arg;
-	struct timeval tv = { REPL_PING_S, 0 };
+	struct timeval tv = { REPL_HELLO_TIMEOUT_S, 0 };
+
+	(void)st;
+	rp->rp_state = R_HELLO;
+	send_hello(rp);
+	event_del(rp->rp_timer);
+	evtimer_add(rp->rp_timer, &tv);
+}
+
+/* The link ended: the OpenSSL reason, else the certificate's, else the
+ * socket's. */
+static void
+repl_end(struct stream *st, enum stream_end what, int err, void *arg)
+{
+	struct repl *rp = arg;
 	unsigned long e;
 	char buf[256] = "";
+	long vr;
 
-	if (what & BEV_EVENT_TIMEOUT) {
+	if (what == STREAM_TIMEOUT) {
 		repl_drop(rp, "nothing from the mirror for %d s", REPL_SILENCE_S);
 		return;
 	}
-	if (what & BEV_EVENT_CONNECTED) {
-		rp->rp_state = R_HELLO;
-		send_hello(rp);
-		event_del(rp->rp_timer);
-		tv.tv_sec = REPL_HELLO_TIMEOUT_S;
-		evtimer_add(rp->rp_timer, &tv);
-		return;
-	}
-	/* libevent keeps a connection's OpenSSL errors; a refused TCP
-	 * connect shows up there as a bare system error with no library. */
-	while ((e = bufferevent_get_openssl_error(bev)) != 0)
-		if (ERR_GET_LIB(e) != 0)
-			ERR_error_string_n(e, buf, sizeof(buf));
+	while ((e = stream_tls_error(st)) != 0)
+		ERR_error_string_n(e, buf, sizeof(buf));
 	if (buf[0] == '\0') {
-		SSL *ssl = bufferevent_openssl_get_ssl(bev);
-		long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-		int err = EVUTIL_SOCKET_ERROR();
-
+		vr = SSL_get_verify_result(stream_ssl(st));
 		snprintf(buf, sizeof(buf), "%s", vr != X509_V_OK ?
 		    X509_verify_cert_error_string(vr) : err != 0 ?
-		    evutil_socket_error_to_string(err) : "connection closed");
+		    strerror(err) : "connection closed");
 	}
 	repl_drop(rp, "%s", buf);
 }
+
+static const struct stream_cbs repl_cbs = {
+	.read = repl_read,
+	.connected = repl_tls_up,
+	.end = repl_end,
+};
 
 static void
 repl_connect(struct repl *rp)
@@ -736,7 +745,7 @@ repl_connect(struct repl *rp)
 	struct timeval tv = { REPL_HELLO_TIMEOUT_S, 0 };
 	char host[256], port[16];
 	SSL *ssl;
-	int rc, one = 1;
+	int rc;
 
 	if (config_split_hostport(p->p_cfg.mirror_addr, host, sizeof(host),
 	    port, sizeof(port)) != 0) {
@@ -754,26 +763,15 @@ repl_connect(struct repl *rp)
 		repl_drop(rp, "cannot set up TLS");
 		return;
 	}
-	rp->rp_bev = bufferevent_openssl_socket_new(p->p_base, -1, ssl,
-	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-	if (rp->rp_bev == NULL) {
-		SSL_free(ssl);
-		freeaddrinfo(res);
-		repl_drop(rp, "cannot set up a connection");
-		return;
-	}
-	bufferevent_setcb(rp->rp_bev, repl_read, NULL, repl_event, rp);
-	bufferevent_enable(rp->rp_bev, EV_READ | EV_WRITE);
-	rp->rp_state = R_CONNECTING;
-	rc = bufferevent_socket_connect(rp->rp_bev, res->ai_addr,
-	    (int)res->ai_addrlen);
+	rp->rp_s = stream_connect_tls(p->p_base, res->ai_addr,
+	    res->ai_addrlen, ssl, REPL_IN_MAX, 0, &repl_cbs, rp);
 	freeaddrinfo(res);
-	if (rc != 0) {
+	if (rp->rp_s == NULL) {
 		repl_drop(rp, "connect: %s", strerror(errno));
 		return;
 	}
-	setsockopt(bufferevent_getfd(rp->rp_bev), IPPROTO_TCP, TCP_NODELAY,
-	    &one, sizeof(one));
+	stream_set_reading(rp->rp_s, 1);
+	rp->rp_state = R_CONNECTING;
 	evtimer_add(rp->rp_timer, &tv);
 }
 
@@ -800,9 +798,9 @@ repl_drop(struct repl *rp, const char *fmt, ...)
 		rp->rp_since = time(NULL);
 		notify_status("mirror %s: disconnected: %s", rp->rp_addr, msg);
 	}
-	if (rp->rp_bev != NULL) {
-		bufferevent_free(rp->rp_bev);
-		rp->rp_bev = NULL;
+	if (rp->rp_s != NULL) {
+		stream_free(rp->rp_s);
+		rp->rp_s = NULL;
 	}
 	event_del(rp->rp_timer);
 	event_del(rp->rp_cong);
@@ -896,8 +894,8 @@ repl_fini(struct primary *p)
 
 	if (rp == NULL)
 		return;
-	if (rp->rp_bev != NULL)
-		bufferevent_free(rp->rp_bev);
+	if (rp->rp_s != NULL)
+		stream_free(rp->rp_s);
 	event_free(rp->rp_timer);
 	event_free(rp->rp_cong);
 	free(rp->rp_ring);
