@@ -2,9 +2,12 @@
  * stream.c: see stream.h.
  *
  * Events: s_rev (EV_READ, persistent) is in the loop while input is
- * wanted; s_wev (EV_WRITE, persistent) is activated by hand when output is
- * queued (no syscall) and added to the loop only while the socket refuses
- * more, or a TCP connect is under way; s_tev is the read timeout.
+ * wanted; s_wev (EV_WRITE, persistent) only while the socket refuses more,
+ * or a TCP connect is under way; s_tev is the read timeout. Work for later
+ * in the same pass goes through s_flush and s_resume, fd-less events that
+ * are only ever activated by hand (no syscall): libevent ignores
+ * event_add() on an event that waits in the active queue, so the socket
+ * events are never activated by hand.
  *
  * TLS: OpenSSL reads and writes the inner end of a BIO pair; the handlers
  * move ciphertext between the outer end (s_net) and the socket. One pump
@@ -51,6 +54,8 @@ struct stream {
 	struct event	*s_rev;
 	struct event	*s_wev;
 	struct event	*s_tev;
+	struct event	*s_flush;	/* write at the end of this pass */
+	struct event	*s_resume;	/* TLS: decrypt what the ring holds */
 	size_t		 s_in_max;
 	size_t		 s_out_low;
 	int		 s_reading;	/* the owner wants input */
@@ -88,6 +93,10 @@ stream_destroy(struct stream *s)
 		event_free(s->s_wev);
 	if (s->s_tev != NULL)
 		event_free(s->s_tev);
+	if (s->s_flush != NULL)
+		event_free(s->s_flush);
+	if (s->s_resume != NULL)
+		event_free(s->s_resume);
 	if (s->s_in != NULL)
 		evbuffer_free(s->s_in);
 	if (s->s_out != NULL)
@@ -110,7 +119,7 @@ stream_arm(struct stream *s)
 	r = s->s_phase == PH_HANDSHAKE ||
 	    ((s->s_phase == PH_PLAIN || s->s_phase == PH_UP) &&
 	    s->s_reading && !s->s_eof);
-	w = s->s_phase == PH_CONNECT || s->s_blocked;
+	w = (s->s_phase == PH_CONNECT && s->s_conn_err == 0) || s->s_blocked;
 	if (r != s->s_rev_on) {
 		s->s_rev_on = r;
 		if (r)
@@ -536,7 +545,7 @@ stream_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	(void)buf;
 	if (info->n_added > 0 && !s->s_blocked &&
 	    (s->s_phase == PH_PLAIN || s->s_phase == PH_UP))
-		event_active(s->s_wev, EV_WRITE, 0);
+		event_active(s->s_flush, EV_WRITE, 0);
 }
 
 /* ---- setup -------------------------------------------------------------- */
@@ -565,8 +574,11 @@ stream_make(struct event_base *base, int fd, SSL *ssl, enum phase ph,
 	s->s_wev = event_new(base, fd, EV_WRITE | EV_PERSIST, stream_write_cb,
 	    s);
 	s->s_tev = evtimer_new(base, stream_timeout_cb, s);
+	s->s_flush = event_new(base, -1, 0, stream_write_cb, s);
+	s->s_resume = event_new(base, -1, 0, stream_read_cb, s);
 	if (s->s_in == NULL || s->s_out == NULL || s->s_rev == NULL ||
-	    s->s_wev == NULL || s->s_tev == NULL ||
+	    s->s_wev == NULL || s->s_tev == NULL || s->s_flush == NULL ||
+	    s->s_resume == NULL ||
 	    evbuffer_add_cb(s->s_out, stream_out_cb, s) == NULL)
 		goto fail;
 	if (ssl != NULL) {
@@ -647,7 +659,7 @@ stream_connect_tls(struct event_base *base, const struct sockaddr *addr,
 	/* Every outcome is reported from the loop, through end(). */
 	if (connect(fd, addr, addrlen) != 0 && errno != EINPROGRESS) {
 		s->s_conn_err = errno;
-		event_active(s->s_wev, EV_WRITE, 0);
+		event_active(s->s_flush, EV_WRITE, 0);
 		return s;
 	}
 	stream_arm(s);
@@ -663,6 +675,8 @@ stream_free(struct stream *s)
 		event_del(s->s_rev);
 		event_del(s->s_wev);
 		event_del(s->s_tev);
+		event_del(s->s_flush);
+		event_del(s->s_resume);
 		return;
 	}
 	stream_destroy(s);
@@ -701,7 +715,7 @@ stream_set_reading(struct stream *s, int on)
 		/* Records may wait in the ring already: the socket will not
 		 * say so. */
 		if (s->s_ssl != NULL && s->s_phase == PH_UP)
-			event_active(s->s_rev, EV_READ, 0);
+			event_active(s->s_resume, EV_READ, 0);
 	} else {
 		event_del(s->s_tev);
 	}

@@ -1,10 +1,14 @@
 /*
- * check_stream.c: the NBD connection's byte stream (common/stream.c) on a
- * socketpair: bytes arrive whole and in order both ways, big reads, output
- * held until the loop runs, a full socket, the input limit, EOF and a
- * write to a closed peer.
+ * check_stream.c: the data paths' byte stream (common/stream.c). Plain, on
+ * a socketpair: bytes arrive whole and in order, big reads, output held
+ * until the loop runs, a full socket, the input limit, EOF and a write to
+ * a closed peer. TLS, both ends on loopback in one loop: both directions
+ * at once, records held while the reader pauses, EOF after the data, a
+ * plaintext peer, a refused connect, the read timeout.
  */
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <check.h>
 #include <errno.h>
@@ -17,8 +21,13 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "common/stream.h"
+#include "common/util.h"
 
 struct fix {
 	struct event_base *base;
@@ -65,7 +74,9 @@ on_end(struct stream *s, enum stream_end what, int err, void *arg)
 	f->end_err = err;
 }
 
-static const struct stream_cbs cbs = { on_read, on_drained, on_end };
+static const struct stream_cbs cbs = {
+	.read = on_read, .drained = on_drained, .end = on_end,
+};
 
 static void
 fix_up(size_t in_max)
@@ -243,6 +254,311 @@ START_TEST(write_to_a_closed_peer_ends_with_its_errno)
 }
 END_TEST
 
+/* ---- TLS ------------------------------------------------------------- */
+
+/*
+ * Both ends in one loop: a listener on loopback, the server end made by
+ * stream_new_tls_accept, the client by stream_connect_tls. The server has
+ * a self-signed key made here; the client does not verify it (tls.c's
+ * checks have their own suite, check_tls).
+ */
+struct end {
+	struct stream	*s;
+	int		 up;
+	int		 ended;
+	enum stream_end	 what;
+	int		 err;
+	size_t		 biggest;	/* largest input growth per callback */
+	size_t		 last_len;
+	size_t		 drained;
+};
+
+static struct {
+	struct event_base *base;
+	SSL_CTX		*sctx, *cctx;
+	int		 lfd;
+	struct sockaddr_in addr;
+	struct end	 srv, cli;
+} T;
+
+static void
+end_read(struct stream *s, void *arg)
+{
+	struct end *e = arg;
+	size_t len = evbuffer_get_length(stream_input(s));
+
+	if (len - e->last_len > e->biggest)
+		e->biggest = len - e->last_len;
+	e->last_len = len;
+}
+
+static void
+end_drained(struct stream *s, void *arg)
+{
+	(void)s;
+	((struct end *)arg)->drained++;
+}
+
+static void
+end_up(struct stream *s, void *arg)
+{
+	(void)s;
+	((struct end *)arg)->up = 1;
+}
+
+static void
+end_end(struct stream *s, enum stream_end what, int err, void *arg)
+{
+	struct end *e = arg;
+
+	(void)s;
+	e->ended++;
+	e->what = what;
+	e->err = err;
+}
+
+static const struct stream_cbs end_cbs = {
+	.read = end_read, .drained = end_drained, .connected = end_up,
+	.end = end_end,
+};
+
+static SSL_CTX *
+server_ctx(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *n;
+
+	ck_assert_ptr_nonnull(ctx);
+	ck_assert_ptr_nonnull(key);
+	ck_assert_ptr_nonnull(x);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, key);
+	n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+	    (const unsigned char *)"stream-test", -1, -1, 0);
+	X509_set_issuer_name(x, n);
+	ck_assert_int_gt(X509_sign(x, key, EVP_sha256()), 0);
+	ck_assert_int_eq(SSL_CTX_use_certificate(ctx, x), 1);
+	ck_assert_int_eq(SSL_CTX_use_PrivateKey(ctx, key), 1);
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	return ctx;
+}
+
+static void
+tls_up_fix(void)
+{
+	socklen_t len = sizeof(T.addr);
+
+	memset(&T, 0, sizeof(T));
+	signal(SIGPIPE, SIG_IGN);
+	T.base = event_base_new();
+	T.sctx = server_ctx();
+	T.cctx = SSL_CTX_new(TLS_client_method());
+	ck_assert_ptr_nonnull(T.cctx);
+	SSL_CTX_set_verify(T.cctx, SSL_VERIFY_NONE, NULL);
+	T.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	T.addr.sin_family = AF_INET;
+	T.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(T.lfd, (struct sockaddr *)&T.addr,
+	    sizeof(T.addr)), 0);
+	ck_assert_int_eq(listen(T.lfd, 4), 0);
+	ck_assert_int_eq(getsockname(T.lfd, (struct sockaddr *)&T.addr, &len),
+	    0);
+}
+
+/* Connects a client and accepts it; neither end reads yet. */
+static void
+tls_pair(void)
+{
+	int fd;
+
+	T.cli.s = stream_connect_tls(T.base, (struct sockaddr *)&T.addr,
+	    sizeof(T.addr), SSL_new(T.cctx), 1 << 20, 0, &end_cbs, &T.cli);
+	ck_assert_ptr_nonnull(T.cli.s);
+	ck_assert_int_ge(fd = accept(T.lfd, NULL, NULL), 0);
+	T.srv.s = stream_new_tls_accept(T.base, fd, SSL_new(T.sctx),
+	    8 << 20, 0, &end_cbs, &T.srv);
+	ck_assert_ptr_nonnull(T.srv.s);
+}
+
+static void
+tls_down_fix(void)
+{
+	if (T.cli.s != NULL)
+		stream_free(T.cli.s);
+	if (T.srv.s != NULL)
+		stream_free(T.srv.s);
+	close(T.lfd);
+	SSL_CTX_free(T.sctx);
+	SSL_CTX_free(T.cctx);
+	event_base_free(T.base);
+}
+
+#define TLOOP_UNTIL(cond) do {						\
+	int idle_ = 0;							\
+	while (!(cond) && idle_++ < 20000)				\
+		event_base_loop(T.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);	\
+	ck_assert_msg((cond), "loop ended without " #cond);		\
+} while (0)
+
+START_TEST(tls_both_ways_whole_and_in_order)
+{
+	size_t up = 3u << 20, down = 1u << 20;
+	uint8_t *a = malloc(up), *b = malloc(down), *got = malloc(up);
+
+	tls_up_fix();
+	tls_pair();
+	pattern(a, up, 7);
+	pattern(b, down, 8);
+	stream_set_reading(T.cli.s, 1);
+	stream_set_reading(T.srv.s, 1);
+	/* Queued before the handshake: sent once it is done. */
+	evbuffer_add(stream_output(T.cli.s), a, up);
+	TLOOP_UNTIL(T.srv.up && T.cli.up);
+	evbuffer_add(stream_output(T.srv.s), b, down);
+	TLOOP_UNTIL(T.srv.last_len == up && T.cli.last_len == down);
+	ck_assert_int_eq(evbuffer_remove(stream_input(T.srv.s), got, up),
+	    (int)up);
+	ck_assert_int_eq(memcmp(got, a, up), 0);
+	ck_assert_int_eq(evbuffer_remove(stream_input(T.cli.s), got, down),
+	    (int)down);
+	ck_assert_int_eq(memcmp(got, b, down), 0);
+	/* Many records per callback, not one. */
+	ck_assert_msg(T.srv.biggest > 16384, "largest input growth %zu",
+	    T.srv.biggest);
+	ck_assert_uint_ge(T.cli.drained, 1);
+	ck_assert_uint_eq(stream_output_pending(T.cli.s), 0);
+	ck_assert_int_eq(T.srv.ended + T.cli.ended, 0);
+	free(a);
+	free(b);
+	free(got);
+	tls_down_fix();
+}
+END_TEST
+
+/*
+ * Records that arrived while the reader was paused sit in the stream, not
+ * in the socket: enabling reading must deliver them with nothing more
+ * coming from the peer.
+ */
+START_TEST(tls_paused_reader_gets_what_was_held)
+{
+	size_t len = 100000;
+	uint8_t *a = malloc(len), *got = malloc(len);
+
+	tls_up_fix();
+	tls_pair();
+	pattern(a, len, 9);
+	stream_set_reading(T.cli.s, 1);
+	stream_set_reading(T.srv.s, 1);
+	TLOOP_UNTIL(T.srv.up && T.cli.up);
+	stream_set_reading(T.srv.s, 0);
+	evbuffer_add(stream_output(T.cli.s), a, len);
+	TLOOP_UNTIL(T.cli.drained > 0 &&
+	    stream_output_pending(T.cli.s) == 0);
+	/* Let the server's socket hand over what it has, unread. */
+	TLOOP_UNTIL(T.srv.last_len == 0 && T.srv.ended == 0);
+	stream_set_reading(T.srv.s, 1);
+	TLOOP_UNTIL(T.srv.last_len == len);
+	ck_assert_int_eq(evbuffer_remove(stream_input(T.srv.s), got, len),
+	    (int)len);
+	ck_assert_int_eq(memcmp(got, a, len), 0);
+	free(a);
+	free(got);
+	tls_down_fix();
+}
+END_TEST
+
+START_TEST(tls_peer_close_ends_after_the_data)
+{
+	tls_up_fix();
+	tls_pair();
+	stream_set_reading(T.cli.s, 1);
+	stream_set_reading(T.srv.s, 1);
+	TLOOP_UNTIL(T.srv.up && T.cli.up);
+	evbuffer_add(stream_output(T.cli.s), "last words", 10);
+	TLOOP_UNTIL(stream_output_pending(T.cli.s) == 0 && T.cli.drained);
+	stream_free(T.cli.s);
+	T.cli.s = NULL;
+	TLOOP_UNTIL(T.srv.ended == 1);
+	ck_assert_int_eq(T.srv.what, STREAM_EOF);
+	ck_assert_uint_eq(evbuffer_get_length(stream_input(T.srv.s)), 10);
+	tls_down_fix();
+}
+END_TEST
+
+START_TEST(tls_plaintext_peer_is_a_tls_error)
+{
+	const char junk[] = "GET / HTTP/1.0\r\n\r\n";
+	char msg[256];
+	unsigned long e;
+	int cfd, fd;
+
+	tls_up_fix();
+	cfd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_eq(connect(cfd, (struct sockaddr *)&T.addr,
+	    sizeof(T.addr)), 0);
+	ck_assert_int_ge(fd = accept(T.lfd, NULL, NULL), 0);
+	T.srv.s = stream_new_tls_accept(T.base, fd, SSL_new(T.sctx), 1 << 20,
+	    0, &end_cbs, &T.srv);
+	ck_assert_int_eq(write(cfd, junk, sizeof(junk) - 1),
+	    (ssize_t)sizeof(junk) - 1);
+	TLOOP_UNTIL(T.srv.ended == 1);
+	ck_assert_int_eq(T.srv.what, STREAM_TLS_ERROR);
+	ck_assert_int_eq(T.srv.up, 0);
+	e = stream_tls_error(T.srv.s);
+	ck_assert_uint_ne(e, 0);
+	ERR_error_string_n(e, msg, sizeof(msg));
+	ck_assert_msg(strstr(msg, "SSL routines") != NULL, "error: %s", msg);
+	close(cfd);
+	tls_down_fix();
+}
+END_TEST
+
+START_TEST(tls_refused_connect_ends_with_its_errno)
+{
+	tls_up_fix();
+	close(T.lfd);		/* nothing listens on the port now */
+	T.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	T.cli.s = stream_connect_tls(T.base, (struct sockaddr *)&T.addr,
+	    sizeof(T.addr), SSL_new(T.cctx), 1 << 20, 0, &end_cbs, &T.cli);
+	ck_assert_ptr_nonnull(T.cli.s);
+	stream_set_reading(T.cli.s, 1);
+	TLOOP_UNTIL(T.cli.ended == 1);
+	ck_assert_int_eq(T.cli.what, STREAM_CONNECT_ERROR);
+	ck_assert_int_eq(T.cli.err, ECONNREFUSED);
+	ck_assert_int_eq(T.cli.up, 0);
+	tls_down_fix();
+}
+END_TEST
+
+START_TEST(tls_silence_times_out)
+{
+	struct timeval tv = { 0, 200000 };
+	uint64_t t0;
+
+	tls_up_fix();
+	tls_pair();
+	stream_set_reading(T.cli.s, 1);
+	stream_set_reading(T.srv.s, 1);
+	TLOOP_UNTIL(T.srv.up && T.cli.up);
+	stream_set_timeout(T.srv.s, &tv);
+	t0 = now_ns();
+	while (T.srv.ended == 0 && now_ns() - t0 < 5000000000ull)
+		event_base_loop(T.base, EVLOOP_ONCE);
+	ck_assert_int_eq(T.srv.ended, 1);
+	ck_assert_int_eq(T.srv.what, STREAM_TIMEOUT);
+	ck_assert_uint_ge(now_ns() - t0, 190000000ull);
+	tls_down_fix();
+}
+END_TEST
+
 static Suite *
 stream_suite(void)
 {
@@ -255,6 +571,16 @@ stream_suite(void)
 	tcase_add_test(tc, reading_stops_at_the_input_limit);
 	tcase_add_test(tc, eof_ends_the_stream);
 	tcase_add_test(tc, write_to_a_closed_peer_ends_with_its_errno);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("TLS");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, tls_both_ways_whole_and_in_order);
+	tcase_add_test(tc, tls_paused_reader_gets_what_was_held);
+	tcase_add_test(tc, tls_peer_close_ends_after_the_data);
+	tcase_add_test(tc, tls_plaintext_peer_is_a_tls_error);
+	tcase_add_test(tc, tls_refused_connect_ends_with_its_errno);
+	tcase_add_test(tc, tls_silence_times_out);
 	suite_add_tcase(s, tc);
 	return s;
 }
