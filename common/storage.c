@@ -36,6 +36,14 @@
 
 /* Largest single pread/pwrite: well below SSIZE_MAX and Linux's 2 GiB cap. */
 #define STORAGE_IO_MAX		(1u << 30)
+/*
+ * Largest single pwrite. The page cache sizes a new folio by the write
+ * that creates it, and on Linux 6.16+ ext4 a later 4 KiB write walks every
+ * block of its folio: after a resync had written 1 MiB pieces, a 4 KiB
+ * write cost about 10 us instead of 2 (4 MiB pieces: 17 us). 32 KiB
+ * pieces keep later small writes at about 3 us, for 32 calls per MiB.
+ */
+#define STORAGE_WRITE_CHUNK	(32u * 1024)
 /* The fallback zero writer's buffer. */
 #define STORAGE_ZERO_CHUNK	(64u * 1024)
 
@@ -201,7 +209,8 @@ storage_write(struct storage *st, const void *buf, uint64_t len,
 	if (!storage_span_ok(st, len, off))
 		return -EINVAL;
 	while (len > 0) {
-		n = pwrite(st->st_fd, p, MIN(len, STORAGE_IO_MAX), (off_t)off);
+		n = pwrite(st->st_fd, p, MIN(len, STORAGE_WRITE_CHUNK),
+		    (off_t)off);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
