@@ -114,6 +114,7 @@ struct tg {
 };
 
 static void op_complete(struct tg *, struct tg_op *);
+static void flush_run(struct tg *, struct tg_op *);
 
 /* p_task of a piece the dispatcher applies itself: no task holds it, and
  * none can need to (it is the newest entry while it runs). */
@@ -383,7 +384,12 @@ tg_submit(struct tg *tg, struct tg_op *op)
 		tg->tg_inc_head = op;
 	tg->tg_inc_tail = op;
 
-	if (op->type == TG_FLUSH) {
+	if (op->type == TG_FLUSH && tg->tg_params.inline_flush &&
+	    tg->tg_inc_head == op) {
+		/* Nothing before it is incomplete: flush here and now. */
+		op->o_flush_started = 1;
+		inl = 1;
+	} else if (op->type == TG_FLUSH) {
 		/* Not gated: it waits for everything before it anyway. */
 		flush_check_locked(tg, &wl);
 	} else if (tg->tg_gate_head != NULL || op->frontier > watermark_locked(tg)) {
@@ -399,7 +405,11 @@ tg_submit(struct tg *tg, struct tg_op *op)
 	}
 	pthread_mutex_unlock(&tg->tg_lock);
 	wake_run(&wl);
-	if (inl)
+	if (inl && op->type == TG_FLUSH) {
+		__atomic_store_n(&tg->tg_inlined, tg->tg_inlined + 1,
+		    __ATOMIC_RELAXED);
+		flush_run(tg, op);
+	} else if (inl)
 		inline_run(tg, op);
 	return 0;
 }
@@ -649,12 +659,22 @@ task_main(void *arg)
 	return NULL;
 }
 
+/* Runs a FLUSH whose predecessors are all complete; no lock held. */
+static void
+flush_run(struct tg *tg, struct tg_op *op)
+{
+	int status = tg->tg_be.flush(tg->tg_be.ctx);
+
+	if (status != 0)
+		__atomic_store_n(&op->o_status, status, __ATOMIC_RELEASE);
+	op_complete(tg, op);
+}
+
 static void *
 flusher_main(void *arg)
 {
 	struct tg *tg = arg;
 	struct tg_op *op;
-	int status;
 
 	for (;;) {
 		pthread_mutex_lock(&tg->tg_lock);
@@ -670,10 +690,7 @@ flusher_main(void *arg)
 			continue;
 		}
 		waker_busy(&tg->tg_flush_waker);
-		status = tg->tg_be.flush(tg->tg_be.ctx);
-		if (status != 0)
-			__atomic_store_n(&op->o_status, status, __ATOMIC_RELEASE);
-		op_complete(tg, op);
+		flush_run(tg, op);
 	}
 	return NULL;
 }

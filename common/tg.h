@@ -26,10 +26,13 @@
  * cache takes. So while the backend's recent applies are short, an op that
  * the engine could start at once anyway (one piece, not gated, no older
  * overlap in its group's table or anything waiting in its main queue, not
- * FUA, not a FLUSH or TG_OTHER) is applied by the dispatcher itself, inside tg_submit,
- * with its conflict-table entry made as for a task: the invariants are
- * untouched. op->done then runs on the dispatcher's thread before
- * tg_submit returns.
+ * FUA, not a FLUSH or TG_OTHER) is applied by the dispatcher itself,
+ * inside tg_submit, with its conflict-table entry made as for a task: the
+ * invariants are untouched. op->done then runs on the dispatcher's thread
+ * before tg_submit returns. With inline_flush, a FLUSH with nothing before
+ * it incomplete is likewise run inside tg_submit: at queue depth 1 that
+ * saves the flusher's wake-up and the completion's, at the price of
+ * blocking the submitter for the flush.
  *
  * Ownership: the caller owns each tg_op and its buffer. The engine uses them
  * from tg_submit until it calls op->done(op, status); after done returns
@@ -117,6 +120,8 @@ struct tg_params {
 	uint32_t	inline_ns;	/* apply eligible ops in tg_submit while
 					 * the mean apply time is below this
 					 * (ns); 0 = always hand off */
+	int		inline_flush;	/* run a FLUSH with nothing before it
+					 * in tg_submit */
 };
 
 struct tg_stats {

@@ -85,6 +85,9 @@ apply_init(struct mirror *m)
 		.tasks = m->mr_cfg.tasks_per_group,
 		.range_size = m->mr_cfg.range_size,
 		.inline_ns = m->mr_cfg.inline_us * 1000u,
+		/* A FLUSH that finds the engine idle is the frame the
+		 * primary waits for: run it on the event thread. */
+		.inline_flush = m->mr_cfg.inline_us > 0,
 	};
 	struct tg_backend be = { apply_piece, apply_flush, m };
 	int rc;

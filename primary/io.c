@@ -415,6 +415,8 @@ io_init(struct primary *p)
 		.tasks = p->p_cfg.tasks_per_group,
 		.range_size = p->p_cfg.range_size,
 		.inline_ns = p->p_cfg.inline_us * 1000u,
+		/* Never inline_flush: the FLUSH frame to the mirror leaves at
+		 * the end of the loop pass, after tg_submit returns. */
 	};
 	struct tg_backend be = { io_apply, io_flush, p };
 	int rc;

@@ -279,6 +279,52 @@ START_TEST(inline_only_when_nothing_older_overlaps)
 }
 END_TEST
 
+/*
+ * With inline execution on, a FLUSH that finds nothing before it
+ * incomplete runs inside tg_submit; one behind a write still in flight
+ * waits for that write, on the flusher.
+ */
+START_TEST(flush_inline_only_when_nothing_is_before_it)
+{
+	struct tg_params p = { .groups = 1, .tasks = 2, .range_size = 1 << 20,
+	    .wake = POLICY, .inline_flush = 1 };
+	struct tg_backend be = { ctl_apply, ctl_flush, NULL };
+	struct tg *tg;
+	struct tg_op f1, w, f2;
+	struct tg_stats st;
+
+	set_policy(_i);
+	p.wake = POLICY;
+	ctl_reset(0);
+	ck_assert_int_eq(tg_create(&tg, &p, &be), 0);
+	op_init(&f1, TG_FLUSH, 1, 0, 0, 0);
+	ck_assert_int_eq(tg_submit(tg, &f1), 0);
+	ck_assert_int_eq(C.flushes, 1);		/* before submit returned */
+	ck_assert_int_eq(C.ndone, 1);
+
+	/* w blocks on a task (FUA never runs inline); f2 waits for it. */
+	pthread_mutex_lock(&C.lock);
+	C.block = 1;
+	pthread_mutex_unlock(&C.lock);
+	op_init(&w, TG_WRITE, 2, 0, 0, 4096);
+	w.flags = TG_F_FUA;
+	ck_assert_int_eq(tg_submit(tg, &w), 0);
+	ck_assert_int_eq(ctl_wait(&C.nstarted, 1), 1);
+	op_init(&f2, TG_FLUSH, 3, 0, 0, 0);
+	ck_assert_int_eq(tg_submit(tg, &f2), 0);
+	settle();
+	ck_assert_int_eq(C.flushes, 1);
+	ctl_release();
+	tg_drain(tg);
+	ck_assert_int_eq(C.flushes, 2);
+	ck_assert_int_eq(C.finished_at_flush, 1);	/* after w */
+	ck_assert_int_eq(C.ndone, 3);
+	tg_get_stats(tg, &st);
+	ck_assert_uint_eq(st.inlined, 1);		/* f1 only */
+	tg_destroy(tg);
+}
+END_TEST
+
 START_TEST(crossing_op_is_split_and_completes_once)
 {
 	struct tg *tg;
@@ -956,6 +1002,8 @@ tg_suite(void)
 	tcase_add_loop_test(tc, without_frontier_disjoint_op_does_not_wait,
 	    0, 2);
 	tcase_add_loop_test(tc, inline_only_when_nothing_older_overlaps, 0, 2);
+	tcase_add_loop_test(tc, flush_inline_only_when_nothing_is_before_it, 0,
+	    2);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("Errors");
