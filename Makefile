@@ -18,7 +18,7 @@ B        := build
 SANFLAGS :=
 endif
 
-PKGS     := libevent_openssl libevent_pthreads libconfig openssl jansson libsystemd
+PKGS     := libevent libevent_pthreads libconfig openssl jansson libsystemd
 CPPFLAGS += -I. -D_GNU_SOURCE
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -Wall -Wextra -Werror -pthread $(SANFLAGS) \

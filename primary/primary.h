@@ -11,7 +11,7 @@
  *   sync.c   the resync of what the change records say differs, and the
  *            checksum and verify passes
  *
- * Threads: one event thread owns the event base, every bufferevent and
+ * Threads: one event thread owns the event base, every stream and
  * every field here not marked otherwise. The engine's workers run storage
  * calls and hand finished requests back through the completion queue
  * (p_cq), as in duet-mirror. While the storage is fast, the event thread
