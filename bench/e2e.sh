@@ -69,6 +69,7 @@
 #                       the same on both daemons)
 #   DUET_INLINE_US [50] mirror.inline_us on both daemons (0: every
 #                       operation is handed to a worker thread)
+#   DUET_POLL_US [0]    mirror.poll_us on both daemons (0: never poll)
 #   QEMU_AIO [auto]     aio= of QEMU's file nodes: io_uring, threads, or auto
 #                       (io_uring when a qemu-io probe works)
 #   QEMU_NODELAY [auto] 1/0/auto: LD_PRELOAD bench/shim/nodelay.c into the
@@ -115,6 +116,7 @@ DUET_GROUPS=${DUET_GROUPS:-4}
 DUET_TASKS=${DUET_TASKS:-4}
 DUET_RANGE=${DUET_RANGE:-256M}
 DUET_INLINE_US=${DUET_INLINE_US:-50}
+DUET_POLL_US=${DUET_POLL_US:-0}
 QEMU_AIO=${QEMU_AIO:-auto}
 QEMU_NODELAY=${QEMU_NODELAY:-auto}
 SETTLE=${SETTLE:-3}
@@ -382,6 +384,7 @@ mirror = {
   tasks_per_group = $DUET_TASKS;
   range_size = "$DUET_RANGE";
   inline_us = $DUET_INLINE_US;
+  poll_us = $DUET_POLL_US;
 };
 tls = {
   ca = "$W/certs/ca.pem";
@@ -769,7 +772,7 @@ done
 	    "($(findmnt -no FSTYPE -T "$E2E_TMP" 2>/dev/null || stat -f -c %T "$E2E_TMP")," \
 	    "$(df --output=source "$E2E_TMP" | tail -1)); duet engine" \
 	    "${DUET_GROUPS}x${DUET_TASKS}, range $DUET_RANGE," \
-	    "inline_us $DUET_INLINE_US, TLS on 127.0.0.1"
+	    "inline_us $DUET_INLINE_US, poll_us $DUET_POLL_US, TLS on 127.0.0.1"
 	_r="1 round"
 	[ "$ROUNDS" -gt 1 ] && _r="$ROUNDS rounds (interleaved; medians)"
 	echo "   systems: $E2E_SYSTEMS; jobs: $E2E_JOBS (qemu-wt: $E2E_WT_JOBS); $_r"

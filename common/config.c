@@ -118,6 +118,8 @@ static const struct config_key config_mirror_keys[] = {
 	    "must be a power of two, at least 64K" },
 	{ "inline_us", KIND_COUNT, FIELD(inline_us), 0,
 	    0, 1000000, 0, "must be 0..1000000 (microseconds)" },
+	{ "poll_us", KIND_COUNT, FIELD(poll_us), 0,
+	    0, 1000, 0, "must be 0..1000 (microseconds)" },
 };
 
 static const struct config_key config_tls_keys[] = {

@@ -39,6 +39,7 @@ struct config {
 	uint32_t tasks_per_group;	/* default 4, 1..256 */
 	uint64_t range_size;		/* default 256M, power of two, >= 64K */
 	uint32_t inline_us;		/* default 50, 0..1000000; 0 = never */
+	uint32_t poll_us;		/* default 0, 0..1000; 0 = never poll */
 
 	/* tls (required) */
 	char     tls_ca[4096];

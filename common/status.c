@@ -6,6 +6,7 @@
 #include "common/config.h"
 #include "common/cr.h"
 #include "common/status.h"
+#include "common/stream.h"
 #include "common/tg.h"
 #include "common/util.h"
 #include "proto/wire.h"
@@ -36,7 +37,7 @@ status_base(const struct config *cfg, const char *role, time_t started,
 		json_array_append_new(groups, json_pack("{s:i, s:i}",
 		    "main", (int)st.main_depth[i],
 		    "table", (int)st.table_depth[i]));
-	return json_pack("{s:s, s:s, s:s, s:o, s:{s:I, s:I, s:f}, s:I, "
+	return json_pack("{s:s, s:s, s:s, s:o, s:{s:I, s:I, s:f, s:I}, s:I, "
 	    "s:{s:s, s:i}}",
 	    "volume", cfg->vol_name,
 	    "role", role,
@@ -45,6 +46,7 @@ status_base(const struct config *cfg, const char *role, time_t started,
 	    "engine", "ops", (json_int_t)st.submitted,
 	    "inline_ops", (json_int_t)st.inlined,
 	    "apply_us", (double)st.apply_ns / 1000.0,
+	    "polls", (json_int_t)stream_loop_polls(),
 	    "uptime_s", (json_int_t)(time(NULL) - started),
 	    "version", "duet", DUET_VERSION, "protocol", WIRE_VERSION);
 }

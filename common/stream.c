@@ -47,6 +47,10 @@ enum phase {
 	PH_UP,				/* TLS established */
 };
 
+/* Event thread only (stream_loop's busy test). */
+static uint64_t stream_nread;	/* successful socket reads, all streams */
+static uint64_t stream_npolls;	/* stream_loop's non-blocking passes */
+
 struct stream {
 	int		 s_fd;
 	struct evbuffer	*s_in;
@@ -236,6 +240,7 @@ plain_read(struct stream *s)
 	}
 	commit(s->s_in, v, nv, (size_t)n);
 	s->s_last_in = now_ns();
+	stream_nread++;
 	(void)call_read(s);
 }
 
@@ -298,6 +303,7 @@ tls_fill(struct stream *s)
 		}
 		VERIFY(BIO_nwrite(s->s_net, &p, (int)r) == r);
 		s->s_last_in = now_ns();
+		stream_nread++;
 		if (r < n)
 			break;
 	}
@@ -748,4 +754,39 @@ unsigned long
 stream_tls_error(struct stream *s)
 {
 	return s->s_errpos < s->s_nerr ? s->s_err[s->s_errpos++] : 0;
+}
+
+void
+stream_loop(struct event_base *base, unsigned poll_us)
+{
+	uint64_t t0, seen;
+
+	if (poll_us == 0) {
+		event_base_dispatch(base);
+		return;
+	}
+	for (;;) {
+		t0 = now_ns();
+		seen = stream_nread;
+		while (now_ns() - t0 < poll_us * 1000ull) {
+			event_base_loop(base, EVLOOP_NONBLOCK);
+			stream_npolls++;
+			if (event_base_got_exit(base) ||
+			    event_base_got_break(base))
+				return;
+			if (stream_nread != seen) {	/* busy: look again */
+				seen = stream_nread;
+				t0 = now_ns();
+			}
+		}
+		event_base_loop(base, EVLOOP_ONCE);
+		if (event_base_got_exit(base) || event_base_got_break(base))
+			return;
+	}
+}
+
+uint64_t
+stream_loop_polls(void)
+{
+	return stream_npolls;
 }

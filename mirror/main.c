@@ -20,6 +20,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/stream.h"
 #include "common/ctl.h"
 #include "common/daemon.h"
 #include "common/cr.h"
@@ -175,7 +176,7 @@ main(int argc, char **argv)
 	    (unsigned long long)m->mr_cfg.range_size);
 
 	notify_ready();
-	event_base_dispatch(m->mr_base);
+	stream_loop(m->mr_base, m->mr_cfg.poll_us);
 
 	/* Stopped: everything received is applied; make it durable. */
 	apply_fini(m);

@@ -21,6 +21,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/stream.h"
 #include "common/ctl.h"
 #include "common/daemon.h"
 #include "common/meta.h"
@@ -207,7 +208,7 @@ main(int argc, char **argv)
 	    p->p_cfg.mirror_addr);
 
 	notify_ready();
-	event_base_dispatch(p->p_base);
+	stream_loop(p->p_base, p->p_cfg.poll_us);
 
 	rc = storage_flush(&p->p_st);
 	if (rc != 0)

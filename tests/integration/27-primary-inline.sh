@@ -2,8 +2,10 @@
 # 27-primary-inline: with mirror.inline_us at its default, 4 KiB writes to
 # the page cache are applied by the thread that received them on both
 # daemons (engine.inline_ops counts them); with inline_us = 0 every op goes
-# to a worker thread (inline_ops stays 0). Either way fio's verify pass
-# reads back what it wrote and the mirror equals the primary byte for byte.
+# to a worker thread (inline_ops stays 0). The first pair also polls
+# (mirror.poll_us: engine.polls grows on both daemons), the second never
+# does (polls stays 0). Either way fio's verify pass reads back what it
+# wrote and the mirror equals the primary byte for byte.
 NEED_PRIMARY=1
 . "$(dirname "$0")/lib.sh"
 need fio
@@ -15,16 +17,19 @@ mk_certs
 engine() {
 	"$DUET_BUILD/duetctl" -s "$1" status --json | python3 -c 'import json, sys
 e = json.load(sys.stdin)["engine"]
-print(e["ops"], e["inline_ops"])'
+print(e["ops"], e["inline_ops"], e["polls"])'
 }
 
-# run INLINE_US: a pair with that setting, fio with verify, then checks.
+# run INLINE_US POLL_US: a pair with those settings, fio with verify, then
+# checks.
 run() {
+	poll=$2
 	write_conf "$T/mirror.conf"
 	write_primary_conf "$T/primary.conf" sync
 	for f in "$T/mirror.conf" "$T/primary.conf"; do
-		sed -i "s/^  range_size = \"1M\";$/&\n  inline_us = $1;/" "$f"
-		grep -q "inline_us = $1;" "$f" || fail "cannot set inline_us in $f"
+		sed -i "s/^  range_size = \"1M\";$/&\n  inline_us = $1;\n  poll_us = $poll;/" "$f"
+		grep -q "inline_us = $1;" "$f" && grep -q "poll_us = $poll;" "$f" ||
+		    fail "cannot set inline_us and poll_us in $f"
 	done
 	rm -f "$T/primary.img" "$T/mirror.img" "$T"/*.meta
 	start_mirror
@@ -36,8 +41,17 @@ run() {
 	    >"$T/fio.out" 2>&1 ||
 	    fail "fio (inline_us $1): $(tail -5 "$T/fio.out")"
 	set -- "$1" $(engine "$PRIMARY_STATUS") $(engine "$MIRROR_STATUS")
-	[ $# -eq 5 ] || fail "no engine object in the status (inline_us $1)"
-	echo "     inline_us $1: primary $3 of $2 ops inline, mirror $5 of $4"
+	[ $# -eq 7 ] || fail "no engine object in the status (inline_us $1)"
+	echo "     inline_us $1: primary $3 of $2 ops inline, mirror $6 of $5;" \
+	    "poll_us $poll: polls primary $4, mirror $7"
+	if [ "$poll" = 0 ]; then
+		[ "$4" -eq 0 ] && [ "$7" -eq 0 ] ||
+		    fail "poll_us 0, yet the loops polled ($4, $7)"
+	else
+		[ "$4" -gt 0 ] && [ "$7" -gt 0 ] ||
+		    fail "poll_us $poll, yet a loop never polled ($4, $7)"
+	fi
+	set -- "$1" "$2" "$3" "$5" "$6"
 	# fio writes 2048 blocks, then reads them back (primary only).
 	[ "$2" -ge 4096 ] && [ "$4" -ge 2048 ] ||
 	    fail "fewer ops than fio made (primary $2 of 4096, mirror $4" \
@@ -55,6 +69,6 @@ run() {
 	echo "ok   inline_us $1: fio verified, the mirror equals the primary"
 }
 
-run 1000000
-run 0
+run 1000000 100
+run 0 0
 echo "PASS: $TNAME"

@@ -109,6 +109,7 @@ static const char design_example[] =
 	"  tasks_per_group = 4;\n"
 	"  range_size = \"256M\";\n"
 	"  inline_us = 50;\n"
+	"  poll_us = 20;\n"
 	"};\n"
 	"tls = {\n"
 	"  ca = \"/etc/duet/ca.pem\";\n"
@@ -145,6 +146,7 @@ START_TEST(test_design_example)
 	ck_assert_uint_eq(cfg.tasks_per_group, 4);
 	ck_assert_uint_eq(cfg.range_size, 256 * M);
 	ck_assert_uint_eq(cfg.inline_us, 50);
+	ck_assert_uint_eq(cfg.poll_us, 20);
 	ck_assert_str_eq(cfg.tls_ca, "/etc/duet/ca.pem");
 	ck_assert_str_eq(cfg.tls_cert, "/etc/duet/host.pem");
 	ck_assert_str_eq(cfg.tls_key, "/etc/duet/host.key");
@@ -179,6 +181,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.tasks_per_group, 4);
 	ck_assert_uint_eq(cfg.range_size, 256 * M);
 	ck_assert_uint_eq(cfg.inline_us, 50);
+	ck_assert_uint_eq(cfg.poll_us, 0);
 	ck_assert_str_eq(cfg.tls_ca, "a");
 	ck_assert_str_eq(cfg.tls_peer_name, "p");
 	ck_assert_str_eq(cfg.status_socket, "/run/duet/db-1.x_y.status");
@@ -452,6 +455,8 @@ static const struct {
 	  "%s:3: mirror.range_size: must be a power of two, at least 64K" },
 	{ VOL_OK "mirror = {\n  inline_us = 1000001;\n};\n",
 	  "%s:3: mirror.inline_us: must be 0..1000000 (microseconds)" },
+	{ VOL_OK "mirror = {\n  poll_us = 1001;\n};\n",
+	  "%s:3: mirror.poll_us: must be 0..1000 (microseconds)" },
 	{ VOL_OK "mirror = {\n  range_size = \"384M\";\n};\n",
 	  "%s:3: mirror.range_size: must be a power of two, at least 64K" },
 	{ "volume = { name = \"v\"; path = \"/p\"; size = \"1G\";\n"

@@ -2,7 +2,7 @@
  * check_stream.c: the data paths' byte stream (common/stream.c). Plain, on
  * a socketpair: bytes arrive whole and in order, big reads, output held
  * until the loop runs, a full socket, the input limit, EOF and a write to
- * a closed peer. TLS, both ends on loopback in one loop: both directions
+ * a closed peer, the polling loop. TLS, both ends on loopback in one loop: both directions
  * at once, records held while the reader pauses, EOF after the data, a
  * plaintext peer, a refused connect, the read timeout.
  */
@@ -250,6 +250,47 @@ START_TEST(write_to_a_closed_peer_ends_with_its_errno)
 	LOOP_UNTIL(F.ended == 1);
 	ck_assert_int_eq(F.end_what, STREAM_WRITE_ERROR);
 	ck_assert_int_eq(F.end_err, EPIPE);
+	fix_down();
+}
+END_TEST
+
+static void
+exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd; (void)what;
+	event_base_loopexit(arg, NULL);
+}
+
+/*
+ * stream_loop: input, then polling (non-blocking passes, counted) until
+ * the poll time passes with no more input, then a sleep that a timer ends
+ * with loopexit; with 0 it never polls.
+ */
+START_TEST(loop_polls_after_input_and_stops_on_exit)
+{
+	struct timeval tv = { 0, 100000 };
+	struct event *t;
+	uint64_t p0, t0;
+
+	fix_up(1 << 20);
+	t = evtimer_new(F.base, exit_cb, F.base);
+	stream_set_reading(F.s, 1);
+	ck_assert_int_eq(write(F.peer, "abc", 3), 3);
+	evtimer_add(t, &tv);
+	p0 = stream_loop_polls();
+	t0 = now_ns();
+	stream_loop(F.base, 1000);
+	ck_assert_uint_ge(now_ns() - t0, 90000000u);	/* the timer ended it */
+	ck_assert_uint_eq(F.last_len, 3);
+	ck_assert_uint_gt(stream_loop_polls(), p0);
+
+	ck_assert_int_eq(write(F.peer, "de", 2), 2);
+	evtimer_add(t, &tv);
+	p0 = stream_loop_polls();
+	stream_loop(F.base, 0);
+	ck_assert_uint_eq(F.last_len, 5);
+	ck_assert_uint_eq(stream_loop_polls(), p0);
+	event_free(t);
 	fix_down();
 }
 END_TEST
@@ -571,6 +612,7 @@ stream_suite(void)
 	tcase_add_test(tc, reading_stops_at_the_input_limit);
 	tcase_add_test(tc, eof_ends_the_stream);
 	tcase_add_test(tc, write_to_a_closed_peer_ends_with_its_errno);
+	tcase_add_test(tc, loop_polls_after_input_and_stops_on_exit);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("TLS");
