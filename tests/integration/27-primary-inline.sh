@@ -20,6 +20,18 @@ e = json.load(sys.stdin)["engine"]
 print(e["ops"], e["inline_ops"], e["polls"])'
 }
 
+# counted KEY VALUE WHAT PRIMARY MIRROR: with KEY at 0 neither daemon counted
+# WHAT, with it set both did.
+counted() {
+	if [ "$2" = 0 ]; then
+		[ "$4" -eq 0 ] && [ "$5" -eq 0 ] ||
+		    fail "$1 0, yet $3 (primary $4, mirror $5)"
+	else
+		[ "$4" -gt 0 ] && [ "$5" -gt 0 ] ||
+		    fail "$1 $2, yet not both counted $3 (primary $4, mirror $5)"
+	fi
+}
+
 # run INLINE_US POLL_US: a pair with those settings, fio with verify, then
 # checks.
 run() {
@@ -44,25 +56,13 @@ run() {
 	[ $# -eq 7 ] || fail "no engine object in the status (inline_us $1)"
 	echo "     inline_us $1: primary $3 of $2 ops inline, mirror $6 of $5;" \
 	    "poll_us $poll: polls primary $4, mirror $7"
-	if [ "$poll" = 0 ]; then
-		[ "$4" -eq 0 ] && [ "$7" -eq 0 ] ||
-		    fail "poll_us 0, yet the loops polled ($4, $7)"
-	else
-		[ "$4" -gt 0 ] && [ "$7" -gt 0 ] ||
-		    fail "poll_us $poll, yet a loop never polled ($4, $7)"
-	fi
+	counted poll_us "$poll" "polls of the event loop" "$4" "$7"
+	counted inline_us "$1" "ops run inline" "$3" "$6"
 	set -- "$1" "$2" "$3" "$5" "$6"
 	# fio writes 2048 blocks, then reads them back (primary only).
 	[ "$2" -ge 4096 ] && [ "$4" -ge 2048 ] ||
 	    fail "fewer ops than fio made (primary $2 of 4096, mirror $4" \
 	    "of 2048)"
-	if [ "$1" = 0 ]; then
-		[ "$3" -eq 0 ] && [ "$5" -eq 0 ] ||
-		    fail "inline_us 0, yet ops ran inline (primary $3, mirror $5)"
-	else
-		[ "$3" -gt 0 ] && [ "$5" -gt 0 ] ||
-		    fail "inline_us $1, yet no op ran inline (primary $3, mirror $5)"
-	fi
 	stop_primary || fail "duet-primary exited with $?"
 	stop_mirror || fail "duet-mirror exited with $?"
 	same_images "inline_us $1"

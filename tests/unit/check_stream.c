@@ -29,280 +29,7 @@
 #include "common/stream.h"
 #include "common/util.h"
 
-struct fix {
-	struct event_base *base;
-	struct stream	*s;
-	int		 peer;		/* the other end, blocking */
-	size_t		 reads;		/* read callbacks */
-	size_t		 biggest;	/* largest input growth seen */
-	size_t		 last_len;
-	size_t		 drained;	/* drained callbacks */
-	int		 ended;
-	enum stream_end	 end_what;
-	int		 end_err;
-};
-
-static struct fix F;
-
-static void
-on_read(struct stream *s, void *arg)
-{
-	struct fix *f = arg;
-	size_t len = evbuffer_get_length(stream_input(s));
-
-	f->reads++;
-	if (len - f->last_len > f->biggest)
-		f->biggest = len - f->last_len;
-	f->last_len = len;
-}
-
-static void
-on_drained(struct stream *s, void *arg)
-{
-	(void)s;
-	((struct fix *)arg)->drained++;
-}
-
-static void
-on_end(struct stream *s, enum stream_end what, int err, void *arg)
-{
-	struct fix *f = arg;
-
-	(void)s;
-	f->ended++;
-	f->end_what = what;
-	f->end_err = err;
-}
-
-static const struct stream_cbs cbs = {
-	.read = on_read, .drained = on_drained, .end = on_end,
-};
-
-static void
-fix_up(size_t in_max)
-{
-	int sv[2];
-
-	memset(&F, 0, sizeof(F));
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	F.base = event_base_new();
-	ck_assert_ptr_nonnull(F.base);
-	F.s = stream_new(F.base, sv[0], in_max, 1024, &cbs, &F);
-	ck_assert_ptr_nonnull(F.s);
-	F.peer = sv[1];
-}
-
-static void
-fix_down(void)
-{
-	if (F.s != NULL)
-		stream_free(F.s);
-	if (F.peer != -1)
-		close(F.peer);
-	event_base_free(F.base);
-}
-
-static void
-pattern(uint8_t *buf, size_t len, unsigned seed)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		buf[i] = (uint8_t)(i * 7 + seed + i / 251);
-}
-
-/* Runs the loop until cond or 2000 passes with nothing to do. */
-#define LOOP_UNTIL(cond) do {						\
-	int idle_ = 0;							\
-	while (!(cond) && idle_++ < 2000)				\
-		event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);	\
-	ck_assert_msg((cond), "loop ended without " #cond);		\
-} while (0)
-
-START_TEST(reads_in_big_chunks_and_in_order)
-{
-	size_t len = 200 * 1024, got;
-	uint8_t *src = malloc(len), *dst = malloc(len);
-
-	fix_up(1 << 20);
-	pattern(src, len, 1);
-	/* Fills the socket buffer before the loop looks at it. */
-	ck_assert_int_eq(write(F.peer, src, len), (ssize_t)len);
-	ck_assert_int_eq(stream_reading(F.s), 0);
-	event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-	ck_assert_uint_eq(F.reads, 0);		/* reading starts disabled */
-	stream_set_reading(F.s, 1);
-	LOOP_UNTIL(F.last_len == len);
-	ck_assert_msg(F.biggest > 4096, "largest read %zu bytes: the 4 KiB "
-	    "bufferevent limit", F.biggest);
-	got = (size_t)evbuffer_remove(stream_input(F.s), dst, len);
-	ck_assert_uint_eq(got, len);
-	ck_assert_int_eq(memcmp(src, dst, len), 0);
-	free(src);
-	free(dst);
-	fix_down();
-}
-END_TEST
-
-START_TEST(output_waits_for_the_loop_then_goes_in_order)
-{
-	uint8_t a[100], b[5000], c[3], all[sizeof(a) + sizeof(b) + sizeof(c)];
-	uint8_t got[sizeof(all)];
-	int fl;
-
-	fix_up(1 << 20);
-	pattern(a, sizeof(a), 2);
-	pattern(b, sizeof(b), 3);
-	pattern(c, sizeof(c), 4);
-	memcpy(all, a, sizeof(a));
-	memcpy(all + sizeof(a), b, sizeof(b));
-	memcpy(all + sizeof(a) + sizeof(b), c, sizeof(c));
-	evbuffer_add(stream_output(F.s), a, sizeof(a));
-	evbuffer_add(stream_output(F.s), b, sizeof(b));
-	evbuffer_add(stream_output(F.s), c, sizeof(c));
-	fl = fcntl(F.peer, F_GETFL);
-	fcntl(F.peer, F_SETFL, fl | O_NONBLOCK);
-	ck_assert_int_eq(read(F.peer, got, sizeof(got)), -1);	/* not yet */
-	ck_assert_int_eq(errno, EAGAIN);
-	event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-	/* One pass wrote all three, in one piece. */
-	ck_assert_int_eq(read(F.peer, got, sizeof(got)), (ssize_t)sizeof(all));
-	ck_assert_int_eq(memcmp(got, all, sizeof(all)), 0);
-	ck_assert_uint_eq(evbuffer_get_length(stream_output(F.s)), 0);
-	ck_assert_uint_eq(F.drained, 1);
-	fix_down();
-}
-END_TEST
-
-/* More than the socket holds: written as the peer reads, all of it. */
-START_TEST(full_socket_waits_and_loses_nothing)
-{
-	size_t len = 8u << 20, off = 0, n;
-	uint8_t *src = malloc(len), *dst = malloc(len);
-	ssize_t r;
-	int fl;
-
-	fix_up(1 << 20);
-	pattern(src, len, 5);
-	evbuffer_add(stream_output(F.s), src, len);
-	fl = fcntl(F.peer, F_GETFL);
-	fcntl(F.peer, F_SETFL, fl | O_NONBLOCK);
-	while (off < len) {
-		event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-		n = len - off < 70000 ? len - off : 70000;
-		if ((r = read(F.peer, dst + off, n)) > 0)
-			off += (size_t)r;
-		else
-			ck_assert_int_eq(errno, EAGAIN);
-	}
-	ck_assert_int_eq(memcmp(src, dst, len), 0);
-	LOOP_UNTIL(evbuffer_get_length(stream_output(F.s)) == 0);
-	ck_assert_uint_ge(F.drained, 1);
-	ck_assert_int_eq(F.ended, 0);
-	free(src);
-	free(dst);
-	fix_down();
-}
-END_TEST
-
-START_TEST(reading_stops_at_the_input_limit)
-{
-	uint8_t buf[64 * 1024];
-
-	fix_up(10000);
-	pattern(buf, sizeof(buf), 6);
-	ck_assert_int_eq(write(F.peer, buf, sizeof(buf)),
-	    (ssize_t)sizeof(buf));
-	stream_set_reading(F.s, 1);
-	LOOP_UNTIL(!stream_reading(F.s));
-	ck_assert_uint_eq(evbuffer_get_length(stream_input(F.s)), 10000);
-	/* The rest arrives once the reader drains and reads again. */
-	evbuffer_drain(stream_input(F.s), 10000);
-	F.last_len = 0;
-	stream_set_reading(F.s, 1);
-	LOOP_UNTIL(F.last_len == 10000);
-	fix_down();
-}
-END_TEST
-
-START_TEST(eof_ends_the_stream)
-{
-	fix_up(1 << 20);
-	ck_assert_int_eq(write(F.peer, "abc", 3), 3);
-	close(F.peer);
-	F.peer = -1;
-	stream_set_reading(F.s, 1);
-	LOOP_UNTIL(F.ended == 1);
-	ck_assert_int_eq(F.end_what, STREAM_EOF);
-	/* What came before the EOF was delivered first. */
-	ck_assert_uint_eq(evbuffer_get_length(stream_input(F.s)), 3);
-	fix_down();
-}
-END_TEST
-
-START_TEST(write_to_a_closed_peer_ends_with_its_errno)
-{
-	signal(SIGPIPE, SIG_IGN);
-	fix_up(1 << 20);
-	close(F.peer);
-	F.peer = -1;
-	evbuffer_add(stream_output(F.s), "abc", 3);
-	LOOP_UNTIL(F.ended == 1);
-	ck_assert_int_eq(F.end_what, STREAM_WRITE_ERROR);
-	ck_assert_int_eq(F.end_err, EPIPE);
-	fix_down();
-}
-END_TEST
-
-static void
-exit_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd; (void)what;
-	event_base_loopexit(arg, NULL);
-}
-
-/*
- * stream_loop: input, then polling (non-blocking passes, counted) until
- * the poll time passes with no more input, then a sleep that a timer ends
- * with loopexit; with 0 it never polls.
- */
-START_TEST(loop_polls_after_input_and_stops_on_exit)
-{
-	struct timeval tv = { 0, 100000 };
-	struct event *t;
-	uint64_t p0, t0;
-
-	fix_up(1 << 20);
-	t = evtimer_new(F.base, exit_cb, F.base);
-	stream_set_reading(F.s, 1);
-	ck_assert_int_eq(write(F.peer, "abc", 3), 3);
-	evtimer_add(t, &tv);
-	p0 = stream_loop_polls();
-	t0 = now_ns();
-	stream_loop(F.base, 1000);
-	ck_assert_uint_ge(now_ns() - t0, 90000000u);	/* the timer ended it */
-	ck_assert_uint_eq(F.last_len, 3);
-	ck_assert_uint_gt(stream_loop_polls(), p0);
-
-	ck_assert_int_eq(write(F.peer, "de", 2), 2);
-	evtimer_add(t, &tv);
-	p0 = stream_loop_polls();
-	stream_loop(F.base, 0);
-	ck_assert_uint_eq(F.last_len, 5);
-	ck_assert_uint_eq(stream_loop_polls(), p0);
-	event_free(t);
-	fix_down();
-}
-END_TEST
-
-/* ---- TLS ------------------------------------------------------------- */
-
-/*
- * Both ends in one loop: a listener on loopback, the server end made by
- * stream_new_tls_accept, the client by stream_connect_tls. The server has
- * a self-signed key made here; the client does not verify it (tls.c's
- * checks have their own suite, check_tls).
- */
+/* What one end of a stream saw, through its callbacks. */
 struct end {
 	struct stream	*s;
 	int		 up;
@@ -312,15 +39,8 @@ struct end {
 	size_t		 biggest;	/* largest input growth per callback */
 	size_t		 last_len;
 	size_t		 drained;
+	size_t		 reads;		/* read callbacks */
 };
-
-static struct {
-	struct event_base *base;
-	SSL_CTX		*sctx, *cctx;
-	int		 lfd;
-	struct sockaddr_in addr;
-	struct end	 srv, cli;
-} T;
 
 static void
 end_read(struct stream *s, void *arg)
@@ -328,6 +48,7 @@ end_read(struct stream *s, void *arg)
 	struct end *e = arg;
 	size_t len = evbuffer_get_length(stream_input(s));
 
+	e->reads++;
 	if (len - e->last_len > e->biggest)
 		e->biggest = len - e->last_len;
 	e->last_len = len;
@@ -362,6 +83,248 @@ static const struct stream_cbs end_cbs = {
 	.read = end_read, .drained = end_drained, .connected = end_up,
 	.end = end_end,
 };
+
+/* Plain: a stream on one end of a socketpair, the other end blocking. */
+struct fix {
+	struct event_base *base;
+	int		 peer;
+	struct end	 e;
+};
+
+static struct fix F;
+
+static void
+fix_up(size_t in_max)
+{
+	int sv[2];
+
+	memset(&F, 0, sizeof(F));
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	F.base = event_base_new();
+	ck_assert_ptr_nonnull(F.base);
+	F.e.s = stream_new(F.base, sv[0], in_max, 1024, &end_cbs, &F.e);
+	ck_assert_ptr_nonnull(F.e.s);
+	F.peer = sv[1];
+}
+
+static void
+fix_down(void)
+{
+	if (F.e.s != NULL)
+		stream_free(F.e.s);
+	if (F.peer != -1)
+		close(F.peer);
+	event_base_free(F.base);
+}
+
+static void
+pattern(uint8_t *buf, size_t len, unsigned seed)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = (uint8_t)(i * 7 + seed + i / 251);
+}
+
+/* Runs the loop until cond or 2000 passes with nothing to do. */
+#define LOOP_UNTIL(cond) do {						\
+	int idle_ = 0;							\
+	while (!(cond) && idle_++ < 2000)				\
+		event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);	\
+	ck_assert_msg((cond), "loop ended without " #cond);		\
+} while (0)
+
+START_TEST(reads_in_big_chunks_and_in_order)
+{
+	size_t len = 200 * 1024, got;
+	uint8_t *src = malloc(len), *dst = malloc(len);
+
+	fix_up(1 << 20);
+	pattern(src, len, 1);
+	/* Fills the socket buffer before the loop looks at it. */
+	ck_assert_int_eq(write(F.peer, src, len), (ssize_t)len);
+	ck_assert_int_eq(stream_reading(F.e.s), 0);
+	event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	ck_assert_uint_eq(F.e.reads, 0);		/* reading starts disabled */
+	stream_set_reading(F.e.s, 1);
+	LOOP_UNTIL(F.e.last_len == len);
+	ck_assert_msg(F.e.biggest > 4096, "largest read %zu bytes: the 4 KiB "
+	    "bufferevent limit", F.e.biggest);
+	got = (size_t)evbuffer_remove(stream_input(F.e.s), dst, len);
+	ck_assert_uint_eq(got, len);
+	ck_assert_int_eq(memcmp(src, dst, len), 0);
+	free(src);
+	free(dst);
+	fix_down();
+}
+END_TEST
+
+START_TEST(output_waits_for_the_loop_then_goes_in_order)
+{
+	uint8_t a[100], b[5000], c[3], all[sizeof(a) + sizeof(b) + sizeof(c)];
+	uint8_t got[sizeof(all)];
+	int fl;
+
+	fix_up(1 << 20);
+	pattern(a, sizeof(a), 2);
+	pattern(b, sizeof(b), 3);
+	pattern(c, sizeof(c), 4);
+	memcpy(all, a, sizeof(a));
+	memcpy(all + sizeof(a), b, sizeof(b));
+	memcpy(all + sizeof(a) + sizeof(b), c, sizeof(c));
+	evbuffer_add(stream_output(F.e.s), a, sizeof(a));
+	evbuffer_add(stream_output(F.e.s), b, sizeof(b));
+	evbuffer_add(stream_output(F.e.s), c, sizeof(c));
+	fl = fcntl(F.peer, F_GETFL);
+	fcntl(F.peer, F_SETFL, fl | O_NONBLOCK);
+	ck_assert_int_eq(read(F.peer, got, sizeof(got)), -1);	/* not yet */
+	ck_assert_int_eq(errno, EAGAIN);
+	event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	/* One pass wrote all three, in one piece. */
+	ck_assert_int_eq(read(F.peer, got, sizeof(got)), (ssize_t)sizeof(all));
+	ck_assert_int_eq(memcmp(got, all, sizeof(all)), 0);
+	ck_assert_uint_eq(evbuffer_get_length(stream_output(F.e.s)), 0);
+	ck_assert_uint_eq(F.e.drained, 1);
+	fix_down();
+}
+END_TEST
+
+/* More than the socket holds: written as the peer reads, all of it. */
+START_TEST(full_socket_waits_and_loses_nothing)
+{
+	size_t len = 8u << 20, off = 0, n;
+	uint8_t *src = malloc(len), *dst = malloc(len);
+	ssize_t r;
+	int fl;
+
+	fix_up(1 << 20);
+	pattern(src, len, 5);
+	evbuffer_add(stream_output(F.e.s), src, len);
+	fl = fcntl(F.peer, F_GETFL);
+	fcntl(F.peer, F_SETFL, fl | O_NONBLOCK);
+	while (off < len) {
+		event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		n = len - off < 70000 ? len - off : 70000;
+		if ((r = read(F.peer, dst + off, n)) > 0)
+			off += (size_t)r;
+		else
+			ck_assert_int_eq(errno, EAGAIN);
+	}
+	ck_assert_int_eq(memcmp(src, dst, len), 0);
+	LOOP_UNTIL(evbuffer_get_length(stream_output(F.e.s)) == 0);
+	ck_assert_uint_ge(F.e.drained, 1);
+	ck_assert_int_eq(F.e.ended, 0);
+	free(src);
+	free(dst);
+	fix_down();
+}
+END_TEST
+
+START_TEST(reading_stops_at_the_input_limit)
+{
+	uint8_t buf[64 * 1024];
+
+	fix_up(10000);
+	pattern(buf, sizeof(buf), 6);
+	ck_assert_int_eq(write(F.peer, buf, sizeof(buf)),
+	    (ssize_t)sizeof(buf));
+	stream_set_reading(F.e.s, 1);
+	LOOP_UNTIL(!stream_reading(F.e.s));
+	ck_assert_uint_eq(evbuffer_get_length(stream_input(F.e.s)), 10000);
+	/* The rest arrives once the reader drains and reads again. */
+	evbuffer_drain(stream_input(F.e.s), 10000);
+	F.e.last_len = 0;
+	stream_set_reading(F.e.s, 1);
+	LOOP_UNTIL(F.e.last_len == 10000);
+	fix_down();
+}
+END_TEST
+
+START_TEST(eof_ends_the_stream)
+{
+	fix_up(1 << 20);
+	ck_assert_int_eq(write(F.peer, "abc", 3), 3);
+	close(F.peer);
+	F.peer = -1;
+	stream_set_reading(F.e.s, 1);
+	LOOP_UNTIL(F.e.ended == 1);
+	ck_assert_int_eq(F.e.what, STREAM_EOF);
+	/* What came before the EOF was delivered first. */
+	ck_assert_uint_eq(evbuffer_get_length(stream_input(F.e.s)), 3);
+	fix_down();
+}
+END_TEST
+
+START_TEST(write_to_a_closed_peer_ends_with_its_errno)
+{
+	signal(SIGPIPE, SIG_IGN);
+	fix_up(1 << 20);
+	close(F.peer);
+	F.peer = -1;
+	evbuffer_add(stream_output(F.e.s), "abc", 3);
+	LOOP_UNTIL(F.e.ended == 1);
+	ck_assert_int_eq(F.e.what, STREAM_WRITE_ERROR);
+	ck_assert_int_eq(F.e.err, EPIPE);
+	fix_down();
+}
+END_TEST
+
+static void
+exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd; (void)what;
+	event_base_loopexit(arg, NULL);
+}
+
+/*
+ * stream_loop: input, then polling (non-blocking passes, counted) until
+ * the poll time passes with no more input, then a sleep that a timer ends
+ * with loopexit; with 0 it never polls.
+ */
+START_TEST(loop_polls_after_input_and_stops_on_exit)
+{
+	struct timeval tv = { 0, 100000 };
+	struct event *t;
+	uint64_t p0, t0;
+
+	fix_up(1 << 20);
+	t = evtimer_new(F.base, exit_cb, F.base);
+	stream_set_reading(F.e.s, 1);
+	ck_assert_int_eq(write(F.peer, "abc", 3), 3);
+	evtimer_add(t, &tv);
+	p0 = stream_loop_polls();
+	t0 = now_ns();
+	stream_loop(F.base, 1000);
+	ck_assert_uint_ge(now_ns() - t0, 90000000u);	/* the timer ended it */
+	ck_assert_uint_eq(F.e.last_len, 3);
+	ck_assert_uint_gt(stream_loop_polls(), p0);
+
+	ck_assert_int_eq(write(F.peer, "de", 2), 2);
+	evtimer_add(t, &tv);
+	p0 = stream_loop_polls();
+	stream_loop(F.base, 0);
+	ck_assert_uint_eq(F.e.last_len, 5);
+	ck_assert_uint_eq(stream_loop_polls(), p0);
+	event_free(t);
+	fix_down();
+}
+END_TEST
+
+/* ---- TLS ------------------------------------------------------------- */
+
+/*
+ * Both ends in one loop: a listener on loopback, the server end made by
+ * stream_new_tls_accept, the client by stream_connect_tls. The server has
+ * a self-signed key made here; the client does not verify it (tls.c's
+ * checks have their own suite, check_tls).
+ */
+static struct {
+	struct event_base *base;
+	SSL_CTX		*sctx, *cctx;
+	int		 lfd;
+	struct sockaddr_in addr;
+	struct end	 srv, cli;
+} T;
 
 static SSL_CTX *
 server_ctx(void)
