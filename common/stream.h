@@ -53,7 +53,8 @@ struct stream_cbs {
 	void	(*drained)(struct stream *, void *arg);
 	/* TLS: the handshake is done. NULL: not wanted. */
 	void	(*connected)(struct stream *, void *arg);
-	/* The stream is finished; the callee frees it. */
+	/* The stream is finished; the callee frees it. After
+	 * STREAM_TIMEOUT alone it still works (and may say goodbye). */
 	void	(*end)(struct stream *, enum stream_end, int err, void *arg);
 };
 
