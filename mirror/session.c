@@ -12,7 +12,7 @@
  * the peer's address and sent in a GOODBYE, and nothing from that frame is
  * applied. Operations already handed to the engine still complete.
  *
- * Lifetime: a session is freed once its connection is gone (s_s NULL)
+ * Lifetime: a session is freed once its connection is gone (s_st NULL)
  * and no mop refers to it (s_refs 0); mops hold a reference until acked.
  *
  * Memory: reading stops while the bytes received but not yet applied
@@ -59,7 +59,7 @@ struct fmap {
 struct session {
 	struct mirror	*s_m;
 	struct session	*s_next;	/* mr_sessions */
-	struct stream	*s_s;		/* NULL once the connection is gone */
+	struct stream	*s_st;		/* NULL once the connection is gone */
 	char		 s_peer[INET6_ADDRSTRLEN + 8];
 	unsigned	 s_refs;	/* mops not yet acked */
 	int		 s_tls_up;
@@ -116,9 +116,9 @@ session_drop(struct session *s)
 {
 	struct mirror *m = s->s_m;
 
-	if (s->s_s != NULL) {
-		stream_free(s->s_s);
-		s->s_s = NULL;
+	if (s->s_st != NULL) {
+		stream_free(s->s_st);
+		s->s_st = NULL;
 		log_debug("peer %s: connection closed", s->s_peer);
 	}
 	if (s->s_timer != NULL)
@@ -152,9 +152,9 @@ send_frame(struct session *s, const struct wire_hdr *h, const void *payload)
 	uint8_t buf[WIRE_HDR_SIZE];
 	struct evbuffer *out;
 
-	if (s->s_s == NULL)
+	if (s->s_st == NULL)
 		return;
-	out = stream_output(s->s_s);
+	out = stream_output(s->s_st);
 	wire_encode_hdr(buf, h);
 	evbuffer_add(out, buf, sizeof(buf));
 	if (h->plen > 0)
@@ -187,11 +187,11 @@ session_close(struct session *s)
 {
 	struct timeval tv = { 2, 0 };
 
-	if (s->s_s == NULL || s->s_closing)
+	if (s->s_st == NULL || s->s_closing)
 		return;
 	s->s_closing = 1;
-	stream_set_reading(s->s_s, 0);
-	if (stream_output_pending(s->s_s) == 0) {
+	stream_set_reading(s->s_st, 0);
+	if (stream_output_pending(s->s_st) == 0) {
 		session_drop(s);
 		return;
 	}
@@ -273,7 +273,7 @@ session_op_finished(struct session *s)
 	VERIFY(s->s_refs > 0);
 	if (--s->s_refs > 0)
 		return;
-	if (s->s_s == NULL) {
+	if (s->s_st == NULL) {
 		session_free(s);
 	} else if (s->s_goodbye != NULL) {
 		/* The goodbye is the last frame: after every ack. */
@@ -287,7 +287,7 @@ static int
 must_pause(struct session *s)
 {
 	return s->s_m->mr_queued_bytes > s->s_m->mr_max_queued ||
-	    stream_output_pending(s->s_s) > MIRROR_OUT_MAX;
+	    stream_output_pending(s->s_st) > MIRROR_OUT_MAX;
 }
 
 void
@@ -298,13 +298,13 @@ session_resume_all(struct mirror *m)
 	if (m->mr_queued_bytes > m->mr_max_queued / 2)
 		return;
 	for (s = m->mr_sessions; s != NULL; s = s->s_next) {
-		if (!s->s_paused || s->s_s == NULL || s->s_closing ||
-		    stream_output_pending(s->s_s) > MIRROR_OUT_MAX / 2)
+		if (!s->s_paused || s->s_st == NULL || s->s_closing ||
+		    stream_output_pending(s->s_st) > MIRROR_OUT_MAX / 2)
 			continue;
 		s->s_paused = 0;
-		stream_set_reading(s->s_s, 1);
+		stream_set_reading(s->s_st, 1);
 		/* Frames may already wait in the input buffer. */
-		session_read(s->s_s, s);
+		session_read(s->s_st, s);
 	}
 }
 
@@ -517,7 +517,7 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 	 * must not keep a reconnecting primary out. */
 	{
 		struct timeval idle = { MIRROR_IDLE_TIMEOUT, 0 };
-		stream_set_timeout(s->s_s, &idle);
+		stream_set_timeout(s->s_st, &idle);
 	}
 
 	memset(&a, 0, sizeof(a));
@@ -767,7 +767,7 @@ handle_frame(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 		log_info("peer %s: goodbye", s->s_peer);
 		evbuffer_drain(in, h->plen);
 		s->s_closing = 1;	/* acks of what is in flight still go */
-		stream_set_reading(s->s_s, 0);
+		stream_set_reading(s->s_st, 0);
 		if (s->s_refs == 0)
 			session_drop(s);
 		return -1;
@@ -786,7 +786,7 @@ session_read(struct stream *st, void *arg)
 	uint8_t *p;
 	int rc;
 
-	while (!s->s_closing && s->s_s != NULL) {
+	while (!s->s_closing && s->s_st != NULL) {
 		if (s->s_hello && must_pause(s)) {
 			s->s_paused = 1;
 			stream_set_reading(st, 0);
@@ -926,13 +926,13 @@ listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 	s->s_lim.volume_size = 0;
 	s->s_lim.align = MIRROR_ALIGN;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	s->s_s = stream_new_tls_accept(m->mr_base, fd, ssl, SESSION_IN_MAX, 0,
+	s->s_st = stream_new_tls_accept(m->mr_base, fd, ssl, SESSION_IN_MAX, 0,
 	    &session_cbs, s);
 	s->s_timer = evtimer_new(m->mr_base, hello_timeout, s);
-	if (s->s_s == NULL || s->s_timer == NULL) {
+	if (s->s_st == NULL || s->s_timer == NULL) {
 		log_warnx("peer %s: cannot set up a connection", s->s_peer);
-		if (s->s_s != NULL)
-			stream_free(s->s_s);
+		if (s->s_st != NULL)
+			stream_free(s->s_st);
 		else
 			evutil_closesocket(fd);
 		if (s->s_timer != NULL)
@@ -943,7 +943,7 @@ listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 	s->s_next = m->mr_sessions;
 	m->mr_sessions = s;
 	m->mr_nsessions++;
-	stream_set_reading(s->s_s, 1);
+	stream_set_reading(s->s_st, 1);
 	evtimer_add(s->s_timer, &tv);
 	log_debug("peer %s: connected", s->s_peer);
 }
@@ -1016,7 +1016,7 @@ session_shutdown_all(struct mirror *m, const char *reason)
 
 	for (s = m->mr_sessions; s != NULL; s = next) {
 		next = s->s_next;
-		if (s->s_s == NULL || s->s_closing)
+		if (s->s_st == NULL || s->s_closing)
 			continue;
 		if (s->s_refs == 0) {
 			if (s->s_hello)
@@ -1025,7 +1025,7 @@ session_shutdown_all(struct mirror *m, const char *reason)
 		} else {
 			s->s_goodbye = reason;
 			s->s_closing = 1;
-			stream_set_reading(s->s_s, 0);
+			stream_set_reading(s->s_st, 0);
 		}
 	}
 }
@@ -1037,9 +1037,9 @@ session_free_all(struct mirror *m)
 	while (m->mr_sessions != NULL) {
 		struct session *s = m->mr_sessions;
 
-		if (s->s_s != NULL) {
-			stream_free(s->s_s);
-			s->s_s = NULL;
+		if (s->s_st != NULL) {
+			stream_free(s->s_st);
+			s->s_st = NULL;
 		}
 		s->s_refs = 0;
 		m->mr_stopping = 0;	/* no stop check from session_free */

@@ -117,7 +117,10 @@ struct nbd_conn {
 	int		 c_skip_err;
 };
 
-/* conn_read() steps: go on, wait for more input, stop (closing). */
+/*
+ * conn_read() steps: go on, wait for more input (the stream calls back on
+ * every read, and the step looks again), stop (closing).
+ */
 enum { STEP_OK, STEP_WAIT, STEP_STOP };
 
 static unsigned nbd_next_id;	/* client numbers for the log */
@@ -402,18 +405,6 @@ conn_update(struct nbd_conn *c)
 	conn_kick(c);
 }
 
-/*
- * Wait for the input to hold need bytes (0: any). The stream calls back
- * on every read; checking the length again there is cheaper than the
- * watermark bookkeeping a bufferevent did.
- */
-static int
-conn_need(struct nbd_conn *c, size_t need)
-{
-	(void)c; (void)need;
-	return STEP_WAIT;
-}
-
 /* ---- Replies ---------------------------------------------------------- */
 
 /*
@@ -662,7 +653,7 @@ hs_cflags(struct nbd_conn *c, struct evbuffer *in)
 	int rc;
 
 	if (evbuffer_get_length(in) < sizeof(buf))
-		return conn_need(c, sizeof(buf));
+		return STEP_WAIT;
 	evbuffer_remove(in, buf, sizeof(buf));
 	rc = nbd_decode_client_flags(buf, sizeof(buf), NBD_HFLAGS,
 	    &c->c_cflags);
@@ -684,7 +675,7 @@ hs_option(struct nbd_conn *c, struct evbuffer *in)
 	int rc;
 
 	if (avail < NBD_OPT_HDR_SIZE)
-		return conn_need(c, NBD_OPT_HDR_SIZE);
+		return STEP_WAIT;
 	evbuffer_copyout(in, buf, NBD_OPT_HDR_SIZE);
 	rc = nbd_decode_opt_hdr(buf, NBD_OPT_HDR_SIZE, NBD_OPT_LEN_MAX, &h);
 	if (rc != 0) {
@@ -693,7 +684,7 @@ hs_option(struct nbd_conn *c, struct evbuffer *in)
 	}
 	need = NBD_OPT_HDR_SIZE + (size_t)h.length;
 	if (avail < need)
-		return conn_need(c, need);
+		return STEP_WAIT;
 	evbuffer_remove(in, buf, need);
 	return opt_handle(c, &h, buf + NBD_OPT_HDR_SIZE);
 }
@@ -709,7 +700,7 @@ tr_skip(struct nbd_conn *c, struct evbuffer *in)
 	evbuffer_drain(in, n);
 	c->c_skip -= n;
 	if (c->c_skip > 0)
-		return conn_need(c, 0);
+		return STEP_WAIT;
 	conn_reply(c, NBD_CMD_WRITE, c->c_skip_handle, (uint32_t)c->c_skip_err,
 	    0, NULL, 0);
 	return STEP_OK;
@@ -762,7 +753,7 @@ tr_request(struct nbd_conn *c, struct evbuffer *in)
 	if (c->c_skip > 0)
 		return tr_skip(c, in);
 	if (avail < NBD_REQUEST_SIZE)
-		return conn_need(c, NBD_REQUEST_SIZE);
+		return STEP_WAIT;
 	evbuffer_copyout(in, buf, sizeof(buf));
 	if ((rc = nbd_decode_request(buf, sizeof(buf), &req)) != 0) {
 		conn_fail(c, "request: %s", nbd_strerror(rc));
@@ -800,7 +791,7 @@ tr_request(struct nbd_conn *c, struct evbuffer *in)
 	case RA_SUBMIT:
 		plen = nbd_request_payload(&req);
 		if (avail < sizeof(buf) + (size_t)plen)
-			return conn_need(c, sizeof(buf) + (size_t)plen);
+			return STEP_WAIT;
 		evbuffer_drain(in, sizeof(buf));
 		return tr_submit(c, &req, in);
 	}
