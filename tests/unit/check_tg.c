@@ -231,6 +231,23 @@ END_TEST
  * done) inside tg_submit; one that overlaps an op a task still applies, or
  * is FUA, goes to the tasks and keeps its order.
  */
+/*
+ * Submits a FUA write (never run inline) that a task starts and then holds
+ * until ctl_release(); returns once started applies have begun.
+ */
+static void
+submit_held_fua(struct tg *tg, struct tg_op *op, uint64_t seq, uint64_t off,
+    uint64_t len, int started)
+{
+	pthread_mutex_lock(&C.lock);
+	C.block = 1;
+	pthread_mutex_unlock(&C.lock);
+	op_init(op, TG_WRITE, seq, 0, off, len);
+	op->flags = TG_F_FUA;
+	ck_assert_int_eq(tg_submit(tg, op), 0);
+	ck_assert_int_eq(ctl_wait(&C.nstarted, started), started);
+}
+
 START_TEST(inline_only_when_nothing_older_overlaps)
 {
 	struct tg_params p = { .groups = 1, .tasks = 2, .range_size = 1 << 20,
@@ -251,13 +268,7 @@ START_TEST(inline_only_when_nothing_older_overlaps)
 	ck_assert_uint_eq(st.inlined, 1);
 
 	/* b is FUA: a task applies it, and blocks there. */
-	pthread_mutex_lock(&C.lock);
-	C.block = 1;
-	pthread_mutex_unlock(&C.lock);
-	op_init(&b, TG_WRITE, 2, 0, 0, 8192);
-	b.flags = TG_F_FUA;
-	ck_assert_int_eq(tg_submit(tg, &b), 0);
-	ck_assert_int_eq(ctl_wait(&C.nstarted, 2), 2);
+	submit_held_fua(tg, &b, 2, 0, 8192, 2);
 	/* c overlaps b: it must wait for b, on a task. */
 	op_init(&c, TG_WRITE, 3, 0, 4096, 4096);
 	ck_assert_int_eq(tg_submit(tg, &c), 0);
@@ -302,14 +313,8 @@ START_TEST(flush_inline_only_when_nothing_is_before_it)
 	ck_assert_int_eq(C.flushes, 1);		/* before submit returned */
 	ck_assert_int_eq(C.ndone, 1);
 
-	/* w blocks on a task (FUA never runs inline); f2 waits for it. */
-	pthread_mutex_lock(&C.lock);
-	C.block = 1;
-	pthread_mutex_unlock(&C.lock);
-	op_init(&w, TG_WRITE, 2, 0, 0, 4096);
-	w.flags = TG_F_FUA;
-	ck_assert_int_eq(tg_submit(tg, &w), 0);
-	ck_assert_int_eq(ctl_wait(&C.nstarted, 1), 1);
+	/* w blocks on a task; f2 waits for it. */
+	submit_held_fua(tg, &w, 2, 0, 4096, 1);
 	op_init(&f2, TG_FLUSH, 3, 0, 0, 0);
 	ck_assert_int_eq(tg_submit(tg, &f2), 0);
 	settle();
