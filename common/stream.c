@@ -392,12 +392,15 @@ tls_decrypt(struct stream *s, int *grew)
 	return 0;
 }
 
-/* Encrypts the output into the ring. Returns 0, or -1 when s has ended. */
+/*
+ * Encrypts the output into the ring, sending when it fills. Returns 0, or
+ * -1 when s has ended; *sent says whether anything went to the socket.
+ */
 static int
-tls_encrypt(struct stream *s)
+tls_encrypt(struct stream *s, int *sent)
 {
 	size_t len, n;
-	int e;
+	int e, rc;
 
 	while ((len = s->s_wpend) > 0 ||
 	    (len = MIN(evbuffer_get_length(s->s_out), STREAM_RECORD)) > 0) {
@@ -421,8 +424,9 @@ tls_encrypt(struct stream *s)
 		 * took all of it. */
 		if (e == SSL_ERROR_WANT_READ)
 			break;
-		if (tls_flush(s) < 0)
+		if ((rc = tls_flush(s)) < 0)
 			return -1;
+		*sent |= rc;
 		if (s->s_blocked)
 			break;
 	}
@@ -432,7 +436,7 @@ tls_encrypt(struct stream *s)
 static void
 tls_pump(struct stream *s, int readable)
 {
-	int grew = 0, connected = 0, done = 0, sent, rc, e;
+	int grew = 0, connected = 0, done = 0, sent = 0, rc, e;
 
 	if (readable && tls_fill(s) < 0)
 		return;
@@ -451,11 +455,13 @@ tls_pump(struct stream *s, int readable)
 		}
 	}
 	if (s->s_phase == PH_UP) {
-		if ((done = tls_decrypt(s, &grew)) < 0 || tls_encrypt(s) < 0)
+		if ((done = tls_decrypt(s, &grew)) < 0 ||
+		    tls_encrypt(s, &sent) < 0)
 			return;
 	}
-	if ((sent = tls_flush(s)) < 0)
+	if ((rc = tls_flush(s)) < 0)
 		return;
+	sent |= rc;
 	stream_arm(s);
 	if (connected && s->s_cbs.connected != NULL) {
 		s->s_cbs.connected(s, s->s_arg);
