@@ -1,8 +1,13 @@
 # bench/lib.sh: helpers shared by bench/soak.sh and bench/resync.sh (POSIX sh,
 # sourced). Not used by the tests; the tests' lib.sh files are not used here.
 #
-# The caller sets BL_NAME (for messages) and then calls bl_setup BUILD_DIR.
+# The caller sets BL_NAME (for messages), calls bl_args "$@", then
+# bl_setup "$B".
 #
+#   bl_args ARGS...   the command line: --quick (also read from BENCH_ARGS)
+#                     sets QUICK=1 (else 0), -h prints the script's header,
+#                     one operand is the build directory: B (default
+#                     TOP/build)
 #   bl_setup B        checks the tools (exit 77 when one is missing) and the
 #                     binaries; makes the work directory $W (in $BENCH_TMP,
 #                     default /var/tmp; tmpfs refused), copies the binaries
@@ -52,6 +57,22 @@ BL_NICE=${BL_NICE:-}
 W=""
 
 say() { printf '[%s] %s: %s\n' "$(date +%T)" "$BL_NAME" "$*" >&2; }
+
+bl_args() {
+	QUICK=0
+	case " ${BENCH_ARGS:-} " in *" --quick "*) QUICK=1 ;; esac
+	B=""
+	for _a; do
+		case $_a in
+		--quick) QUICK=1 ;;
+		-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 0 ;;
+		-*) echo "$BL_NAME: unknown option '$_a' (--quick, BUILD_DIR)" >&2
+		    exit 1 ;;
+		*) B=$_a ;;
+		esac
+	done
+	B=${B:-$TOP/build}
+}
 
 alive() {
 	[ -n "$1" ] || return 1

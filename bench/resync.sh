@@ -59,18 +59,7 @@ BL_NAME=resync
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-QUICK=0
-case " ${BENCH_ARGS:-} " in *" --quick "*) QUICK=1 ;; esac
-B=""
-for _a; do
-	case $_a in
-	--quick) QUICK=1 ;;
-	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 0 ;;
-	-*) echo "resync: unknown option '$_a' (--quick, BUILD_DIR)" >&2; exit 1 ;;
-	*) B=$_a ;;
-	esac
-done
-B=${B:-$TOP/build}
+bl_args "$@"
 if [ "$QUICK" = 1 ]; then
 	RESYNC_NS=${RESYNC_NS:-64 256 1024}
 	VOL_SIZE=${VOL_SIZE:-512M}
