@@ -38,6 +38,30 @@ apply_flush(void *ctx)
 	return rc;
 }
 
+/*
+ * Ops of up to APPLY_POOL_PAYLOAD bytes of data are kept for reuse, as
+ * many as the primary's default in-flight window (primary.max_inflight),
+ * which bounds what it sends before an ack.
+ */
+#define APPLY_POOL_PAYLOAD	4096
+#define APPLY_POOL_OPS		1024
+
+struct mop *
+apply_alloc(struct mirror *m, uint64_t dlen)
+{
+	struct mop *mo = pool_get(&m->mr_pool, sizeof(*mo) + dlen);
+
+	if (mo != NULL)
+		mo->mo_bytes = sizeof(*mo) + dlen;
+	return mo;
+}
+
+void
+apply_free(struct mirror *m, struct mop *mo)
+{
+	pool_put(&m->mr_pool, mo, mo->mo_bytes);
+}
+
 /* Engine thread: queue the finished op for the event thread. */
 void
 apply_done(struct tg_op *op, int status)
@@ -70,7 +94,7 @@ apply_drain(evutil_socket_t fd, short what, void *arg)
 		m->mr_queued_bytes -= mo->mo_bytes;
 		m->mr_inflight--;
 		session_op_finished(mo->mo_s);
-		free(mo);
+		apply_free(m, mo);
 	}
 	session_resume_all(m);
 	if (m->mr_stopping)
@@ -92,6 +116,8 @@ apply_init(struct mirror *m)
 	struct tg_backend be = { apply_piece, apply_flush, m };
 	int rc;
 
+	pool_init(&m->mr_pool, sizeof(struct mop) + APPLY_POOL_PAYLOAD,
+	    APPLY_POOL_OPS);
 	if ((rc = cq_init(&m->mr_cq, m->mr_base, apply_drain, m)) != 0)
 		return rc;
 	if ((rc = tg_create(&m->mr_tg, &p, &be)) != 0)
@@ -105,4 +131,5 @@ apply_fini(struct mirror *m)
 	tg_destroy(m->mr_tg);
 	m->mr_tg = NULL;
 	cq_fini(&m->mr_cq);
+	pool_fini(&m->mr_pool);
 }

@@ -34,6 +34,7 @@
 #include "common/config.h"
 #include "common/cq.h"
 #include "common/cr.h"
+#include "common/pool.h"
 #include "common/storage.h"
 #include "common/tg.h"
 #include "proto/wire.h"
@@ -87,6 +88,7 @@ struct mirror {
 
 	/* Completion queue: workers append, the event thread drains. */
 	struct cq	 mr_cq;
+	struct pool	 mr_pool;	/* struct mop free list (apply.c) */
 
 	/* What the mirror's disk holds (status "disk"). */
 	const char	*mr_disk;	/* "outdated", "inconsistent", "up-to-date" */
@@ -110,6 +112,9 @@ struct mirror {
 /* apply.c */
 int  apply_init(struct mirror *m);
 void apply_fini(struct mirror *m);
+/* A struct mop with dlen bytes of data (mo_bytes set), and back. */
+struct mop *apply_alloc(struct mirror *m, uint64_t dlen);
+void apply_free(struct mirror *m, struct mop *mo);
 void apply_done(struct tg_op *op, int status);	/* engine thread */
 
 /* session.c */

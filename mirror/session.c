@@ -622,7 +622,7 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 	/* Reads (READ_REQ, CSUM_REQ) need room for what they read. */
 	dlen = h->type == WIRE_READ_REQ || h->type == WIRE_CSUM_REQ ?
 	    h->length : h->plen;
-	if ((mo = malloc(sizeof(*mo) + dlen)) == NULL) {
+	if ((mo = apply_alloc(m, dlen)) == NULL) {
 		session_fail(s, "out of memory for op %llu",
 		    (unsigned long long)h->seq);
 		return -1;
@@ -648,7 +648,7 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 		if (mo->mo_cr != CR_HOLD_NONE)
 			cr_end(&m->mr_cr, h->offset, h->length, 2,
 			    mo->mo_cr == CR_HOLD_TRACKED);
-		free(mo);
+		apply_free(m, mo);
 		session_fail(s, "frontier %llu lags more than %u ops behind",
 		    (unsigned long long)h->frontier, MIRROR_FMAP_MAX);
 		return -1;
@@ -662,7 +662,6 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 	mo->mo_op.arg = m;
 	mo->mo_s = s;
 	mo->mo_pseq = h->seq;
-	mo->mo_bytes = sizeof(*mo) + dlen;
 	mo->mo_status = 0;
 	if (h->plen > 0)
 		evbuffer_remove(in, mo->mo_data, h->plen);
@@ -673,7 +672,7 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 		if (mo->mo_cr != CR_HOLD_NONE)
 			cr_end(&m->mr_cr, h->offset, h->length, 1,
 			    mo->mo_cr == CR_HOLD_TRACKED);
-		free(mo);
+		apply_free(m, mo);
 		session_fail(s, "cannot queue op %llu: %s",
 		    (unsigned long long)h->seq, strerror(-rc));
 		return -1;

@@ -33,15 +33,23 @@
 #include "common/util.h"
 #include "primary/primary.h"
 
+/*
+ * The free list keeps requests of up to IO_POOL_PAYLOAD bytes of data, as
+ * many as the in-flight window (primary.max_inflight): a steady load of
+ * small requests then allocates nothing.
+ */
+#define IO_POOL_PAYLOAD	4096
+
 struct preq *
 io_alloc(struct primary *p, uint64_t len)
 {
 	struct preq *r;
 
-	if ((r = malloc(sizeof(*r) + len)) == NULL)
+	if ((r = pool_get(&p->p_pool, sizeof(*r) + len)) == NULL)
 		return NULL;
 	memset(r, 0, sizeof(*r));
 	r->pr_p = p;
+	r->pr_size = sizeof(*r) + len;
 	p->p_nreq++;
 	return r;
 }
@@ -50,7 +58,7 @@ void
 io_free(struct primary *p, struct preq *r)
 {
 	p->p_nreq--;
-	free(r);
+	pool_put(&p->p_pool, r, r->pr_size);
 }
 
 /*
@@ -421,6 +429,8 @@ io_init(struct primary *p)
 	struct tg_backend be = { io_apply, io_flush, p };
 	int rc;
 
+	pool_init(&p->p_pool, sizeof(struct preq) + IO_POOL_PAYLOAD,
+	    p->p_cfg.max_inflight);
 	if ((rc = cq_init(&p->p_cq, p->p_base, io_drain, p)) != 0)
 		return rc;
 	return tg_create(&p->p_tg, &tp, &be);
@@ -432,4 +442,5 @@ io_fini(struct primary *p)
 	tg_destroy(p->p_tg);
 	p->p_tg = NULL;
 	cq_fini(&p->p_cq);
+	pool_fini(&p->p_pool);
 }

@@ -38,6 +38,7 @@
 #include "common/config.h"
 #include "common/cq.h"
 #include "common/cr.h"
+#include "common/pool.h"
 #include "common/storage.h"
 #include "common/tg.h"
 #include "proto/nbd.h"
@@ -79,6 +80,7 @@ struct preq {
 	int		 pr_nonzero;	/* sync read: data not all zero (atomic) */
 	uint8_t		 pr_cr;		/* PR_CR_*: its hold on the AL */
 	uint8_t		 pr_kind;	/* internal requests: SY_* (sync.c) */
+	uint64_t	 pr_size;	/* bytes io_alloc took, for io_free */
 
 	/* io.c's incomplete list (frontier), repl.c's send queue, and the
 	 * completion queue; repl.c's ack ring keeps a pointer while the
@@ -216,6 +218,7 @@ struct primary {
 	struct preq	*p_inc_tail;
 	struct cq	 p_cq;		/* finished locally, for io_drain */
 	unsigned	 p_nreq;	/* requests alive */
+	struct pool	 p_pool;	/* io_alloc's free list */
 
 	/* repl.c */
 	struct repl	*p_repl;
