@@ -79,7 +79,7 @@ $(B)/tests/duet-faultproxy: $(call obj,$(FAULT_SRC))
 $(B)/tests/%: $(B)/tests/unit/%.o $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
-$(B)/bench/%: $(B)/bench/%.o $(LIBS)
+$(B)/bench/%: $(B)/bench/%.o $(B)/bench/util/benchutil.o $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # libFuzzer targets: clang only, their own directory, the sources they need.

@@ -41,9 +41,7 @@
  * Measured, never asserted: the exit status is non-zero only for a real
  * error.
  */
-#include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +53,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "bench/util/benchutil.h"
 #include "common/cq.h"
 #include "common/tg.h"
 #include "common/util.h"
@@ -131,29 +130,6 @@ struct point {
 	double		others;
 };
 
-/* System-wide CPU time from /proc/stat, in clock ticks. */
-struct cpu_ticks {
-	int		ok;
-	uint64_t	busy;
-};
-
-static void die(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
-
-static void
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fflush(stdout);
-	fprintf(stderr, "dispatch: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
 /* ---- backend: a copy and a few microseconds of work ------------------ */
 
 static int
@@ -213,7 +189,7 @@ submit_one(struct run *r)
 	r->inflight++;
 	b->t_submit = now_ns();
 	if ((rc = tg_submit(r->tg, op)) != 0)
-		die("tg_submit(seq %llu): %s", (unsigned long long)r->seq,
+		bench_die("tg_submit(seq %llu): %s", (unsigned long long)r->seq,
 		    strerror(-rc));
 }
 
@@ -275,29 +251,6 @@ cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static double
-tv_us(const struct timeval *tv)
-{
-	return (double)tv->tv_sec * 1e6 + (double)tv->tv_usec;
-}
-
-static void
-cpu_ticks(struct cpu_ticks *ct)
-{
-	unsigned long long v[8];
-	FILE *f = fopen("/proc/stat", "r");
-
-	memset(ct, 0, sizeof(*ct));
-	if (f == NULL)
-		return;
-	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
-	    &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
-		ct->ok = 1;
-		ct->busy = v[0] + v[1] + v[2] + v[5] + v[6];
-	}
-	fclose(f);
-}
-
 /* One round of a point: adds to pt's sums. */
 static void
 run_round(struct point *pt, enum wake_policy policy, enum load load,
@@ -312,7 +265,7 @@ run_round(struct point *pt, enum wake_policy policy, enum load load,
 	struct run r;
 	struct tg_stats st;
 	struct rusage ru0, ru1;
-	struct cpu_ticks ct0, ct1;
+	struct bench_cpu ct0, ct1;
 	uint64_t t0, t1, cqw;
 	double own_us;
 	unsigned i;
@@ -323,7 +276,7 @@ run_round(struct point *pt, enum wake_policy policy, enum load load,
 	r.depth = load == LOAD_SAT ? opt.qd : 1;
 	if (pt->lat == NULL && (pt->lat = calloc(MAX_LAT,
 	    sizeof(*pt->lat))) == NULL)
-		die("out of memory");
+		bench_die("out of memory");
 	r.lat = pt->lat;
 	r.nlat = &pt->nlat;
 	for (i = 0; i < r.depth; i++) {
@@ -332,24 +285,24 @@ run_round(struct point *pt, enum wake_policy policy, enum load load,
 	}
 	/* A precise timer: the idle gap is GAP_US, not a rounded-up ms. */
 	if ((cfg = event_config_new()) == NULL)
-		die("event_config_new failed");
+		bench_die("event_config_new failed");
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
 	r.base = event_base_new_with_config(cfg);
 	event_config_free(cfg);
 	if (r.base == NULL)
-		die("event_base_new failed");
+		bench_die("event_base_new failed");
 	if ((r.gap_ev = evtimer_new(r.base, gap_done, &r)) == NULL)
-		die("evtimer_new failed");
+		bench_die("evtimer_new failed");
 	if ((rc = cq_init(&r.cq, r.base, drain, &r)) != 0)
-		die("cq_init: %s", strerror(-rc));
+		bench_die("cq_init: %s", strerror(-rc));
 	cq_set_policy(&r.cq, policy);
 	if ((rc = tg_create(&r.tg, &tp, &be)) != 0)
-		die("tg_create(%ux%u): %s", opt.groups, opt.tasks,
+		bench_die("tg_create(%ux%u): %s", opt.groups, opt.tasks,
 		    strerror(-rc));
 	/* Let the new threads reach their first sleep before timing. */
 	usleep(20000);
 
-	cpu_ticks(&ct0);
+	bench_cpu_ticks(&ct0);
 	getrusage(RUSAGE_SELF, &ru0);
 	t0 = now_ns();
 	r.deadline = t0 + (uint64_t)(seconds * 1e9);
@@ -357,10 +310,10 @@ run_round(struct point *pt, enum wake_policy policy, enum load load,
 	/* Completions arrive as event_active from other threads: the loop
 	 * must wait for them with nothing pending. */
 	if (event_base_loop(r.base, EVLOOP_NO_EXIT_ON_EMPTY) != 0)
-		die("event_base_loop failed");
+		bench_die("event_base_loop failed");
 	t1 = now_ns();
 	getrusage(RUSAGE_SELF, &ru1);
-	cpu_ticks(&ct1);
+	bench_cpu_ticks(&ct1);
 	tg_get_stats(r.tg, &st);
 	cqw = cq_wakeups(&r.cq);
 	/* Engine threads are done with the queue before it goes. */
@@ -369,9 +322,9 @@ run_round(struct point *pt, enum wake_policy policy, enum load load,
 	event_free(r.gap_ev);
 	event_base_free(r.base);
 	if (r.error != 0)
-		die("backend: %s", strerror(-r.error));
+		bench_die("backend: %s", strerror(-r.error));
 	if (r.done != r.seq || r.inflight != 0)
-		die("accounting: %llu submitted, %llu done",
+		bench_die("accounting: %llu submitted, %llu done",
 		    (unsigned long long)r.seq, (unsigned long long)r.done);
 
 	pt->ran = 1;
@@ -380,8 +333,8 @@ run_round(struct point *pt, enum wake_policy policy, enum load load,
 	pt->task_wakeups += st.wakeups;
 	pt->cq_wakeups += cqw;
 	pt->vcs += (uint64_t)(ru1.ru_nvcsw - ru0.ru_nvcsw);
-	own_us = tv_us(&ru1.ru_utime) - tv_us(&ru0.ru_utime) +
-	    tv_us(&ru1.ru_stime) - tv_us(&ru0.ru_stime);
+	own_us = bench_tv_us(&ru1.ru_utime) - bench_tv_us(&ru0.ru_utime) +
+	    bench_tv_us(&ru1.ru_stime) - bench_tv_us(&ru0.ru_stime);
 	pt->cpu_us += own_us;
 	if (ct0.ok && ct1.ok)
 		pt->other_us += MAX((double)(ct1.busy - ct0.busy) * 1e6 /
@@ -395,7 +348,7 @@ point_figures(struct point *pt)
 	double ops = (double)pt->ops;
 
 	if (pt->ops == 0 || pt->nlat == 0)
-		die("a point completed no op");
+		bench_die("a point completed no op");
 	pt->ops_s = ops / ((double)pt->ns / 1e9);
 	pt->task_per_op = (double)pt->task_wakeups / ops;
 	pt->cq_per_op = (double)pt->cq_wakeups / ops;
@@ -426,32 +379,6 @@ usage(FILE *f)
 	    "  --load L     idle, qd1, sat or all (all)\n", MAX_QD);
 }
 
-static int
-parse_sel(const char *s, const char *const *names, int n)
-{
-	int i;
-
-	if (strcmp(s, "all") == 0)
-		return (1 << n) - 1;
-	for (i = 0; i < n; i++)
-		if (strcmp(s, names[i]) == 0)
-			return 1 << i;
-	return 0;
-}
-
-static uint64_t
-parse_u64(const char *s, const char *what)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
-		die("bad %s: %s", what, s);
-	return v;
-}
-
 static void
 fmt_ratio(char *buf, size_t len, double v)
 {
@@ -480,6 +407,8 @@ main(int argc, char **argv)
 	struct utsname un;
 	const struct point *ai, *aa, *sa;
 
+	bench_name = "dispatch";
+
 	while ((c = getopt_long(argc, argv, "s:qw:d:g:p:l:h", lopts,
 	    NULL)) != -1) {
 		switch (c) {
@@ -487,35 +416,36 @@ main(int argc, char **argv)
 			opt.seconds = strtod(optarg, &end);
 			if (end == optarg || *end != '\0' ||
 			    !(opt.seconds > 0 && opt.seconds < 3600))
-				die("bad --seconds: %s", optarg);
+				bench_die("bad --seconds: %s", optarg);
 			break;
 		case 'q':
 			quick = 1;
 			break;
 		case 'w':
-			opt.work_ns = parse_u64(optarg, "--work-ns");
+			opt.work_ns = bench_parse_u64(optarg, "--work-ns");
 			break;
 		case 'd':
-			opt.qd = (unsigned)parse_u64(optarg, "--qd");
+			opt.qd = (unsigned)bench_parse_u64(optarg, "--qd");
 			if (opt.qd == 0 || opt.qd > MAX_QD)
-				die("bad --qd: %s", optarg);
+				bench_die("bad --qd: %s", optarg);
 			break;
 		case 'g':
 			if (sscanf(optarg, "%ux%u", &opt.groups,
 			    &opt.tasks) != 2 || opt.groups == 0 ||
 			    opt.tasks == 0 || opt.groups > 64 ||
 			    opt.tasks > 64)
-				die("bad --shape: %s", optarg);
+				bench_die("bad --shape: %s", optarg);
 			break;
 		case 'p':
-			if ((opt.policy_mask = parse_sel(optarg, policy_name,
-			    2)) == 0)
-				die("bad --policy: %s", optarg);
+			opt.policy_mask = bench_parse_sel(optarg, policy_name,
+			    2);
+			if (opt.policy_mask == 0)
+				bench_die("bad --policy: %s", optarg);
 			break;
 		case 'l':
-			if ((opt.load_mask = parse_sel(optarg, load_name,
+			if ((opt.load_mask = bench_parse_sel(optarg, load_name,
 			    NLOADS)) == 0)
-				die("bad --load: %s", optarg);
+				bench_die("bad --load: %s", optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -532,11 +462,11 @@ main(int argc, char **argv)
 	if (quick)
 		opt.seconds /= 2;
 	if (evthread_use_pthreads() != 0)
-		die("evthread_use_pthreads failed");
+		bench_die("evthread_use_pthreads failed");
 	pool = calloc(MAX_QD, sizeof(*pool));
 	vol = calloc(VOL_BLOCKS, OP_LEN);
 	if (pool == NULL || vol == NULL)
-		die("out of memory");
+		bench_die("out of memory");
 
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %z", localtime(&now));
 	if (uname(&un) != 0)

@@ -43,7 +43,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/util/benchutil.h"
 #include "common/tg.h"
 #include "common/util.h"
 
@@ -137,12 +137,6 @@ struct point {
 	double		steal;		/* fraction of CPU time stolen */
 };
 
-/* System-wide CPU time from /proc/stat, in clock ticks. */
-struct cpu_ticks {
-	int		ok;
-	uint64_t	total, busy, steal;
-};
-
 static struct {
 	double		seconds;
 	uint64_t	ops;		/* 0: run for seconds */
@@ -152,23 +146,6 @@ static struct {
 	const char	*dir;
 	unsigned	cfg_mask;	/* bit per configs[] entry */
 } opt = { 1.5, 0, 0, 3, 3, "/var/tmp", ~0u };
-
-static void die(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
-
-static void
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fflush(stdout);
-	fprintf(stderr, "engine: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
 
 static uint64_t
 rng_next(uint64_t *s)
@@ -286,32 +263,6 @@ op_done(struct tg_op *op, int status)
 	}
 }
 
-static void
-cpu_ticks(struct cpu_ticks *ct)
-{
-	unsigned long long v[8];
-	FILE *f = fopen("/proc/stat", "r");
-
-	memset(ct, 0, sizeof(*ct));
-	if (f == NULL)
-		return;
-	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
-	    &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
-		ct->ok = 1;
-		ct->total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] +
-		    v[7];
-		ct->busy = v[0] + v[1] + v[2] + v[5] + v[6];
-		ct->steal = v[7];
-	}
-	fclose(f);
-}
-
-static double
-tv_us(const struct timeval *tv)
-{
-	return (double)tv->tv_sec * 1e6 + (double)tv->tv_usec;
-}
-
 /* Takes every op done() recycled, sleeping until there is one. */
 static struct bop *
 take_freed(struct run *r)
@@ -353,7 +304,7 @@ run_point(struct point *pt, int fd, struct bop *pool)
 	uint64_t fpend = 0;
 	double own_us;
 	struct rusage ru0, ru1;
-	struct cpu_ticks ct0, ct1;
+	struct bench_cpu ct0, ct1;
 	unsigned i, g;
 	int rc;
 
@@ -366,10 +317,10 @@ run_point(struct point *pt, int fd, struct bop *pool)
 		r.avail = &pool[i];
 	}
 	if ((rc = tg_create(&tg, &tp, &be)) != 0)
-		die("tg_create(%ux%u): %s", pt->groups, pt->tasks,
+		bench_die("tg_create(%ux%u): %s", pt->groups, pt->tasks,
 		    strerror(-rc));
 
-	cpu_ticks(&ct0);
+	bench_cpu_ticks(&ct0);
 	getrusage(RUSAGE_SELF, &ru0);
 	t0 = now_ns();
 	deadline = t0 + (uint64_t)(opt.seconds * 1e9);
@@ -384,7 +335,8 @@ run_point(struct point *pt, int fd, struct bop *pool)
 		r.avail = b->next;
 		rc = __atomic_load_n(&r.error, __ATOMIC_SEQ_CST);
 		if (rc != 0)
-			die("%s backend: %s", be_name[pt->be], strerror(-rc));
+			bench_die("%s backend: %s", be_name[pt->be],
+			    strerror(-rc));
 
 		op = &b->op;
 		memset(op, 0, sizeof(*op));
@@ -406,8 +358,8 @@ run_point(struct point *pt, int fd, struct bop *pool)
 			since_flush++;
 		}
 		if ((rc = tg_submit(tg, op)) != 0)
-			die("tg_submit(seq %llu): %s", (unsigned long long)seq,
-			    strerror(-rc));
+			bench_die("tg_submit(seq %llu): %s",
+			    (unsigned long long)seq, strerror(-rc));
 		if (seq % 256 == 0) {
 			/* Queue depths, sampled (takes every engine lock). */
 			tg_get_stats(tg, &st);
@@ -423,17 +375,18 @@ run_point(struct point *pt, int fd, struct bop *pool)
 	tg_drain(tg);
 	t1 = now_ns();
 	getrusage(RUSAGE_SELF, &ru1);
-	cpu_ticks(&ct1);
+	bench_cpu_ticks(&ct1);
 	tg_get_stats(tg, &st);
 	tg_destroy(tg);
 	if (r.error != 0)
-		die("%s backend: %s", be_name[pt->be], strerror(-r.error));
+		bench_die("%s backend: %s", be_name[pt->be],
+		    strerror(-r.error));
 	for (i = 0, b = r.avail; b != NULL; b = b->next)
 		i++;
 	for (b = r.freed; b != NULL; b = b->next)
 		i++;
 	if (r.data_done != ndata || r.flush_done != r.flush_sub || i != WINDOW)
-		die("accounting: %llu data ops submitted, %llu done; "
+		bench_die("accounting: %llu data ops submitted, %llu done; "
 		    "%u of %u ops back", (unsigned long long)ndata,
 		    (unsigned long long)r.data_done, i, WINDOW);
 
@@ -450,8 +403,8 @@ run_point(struct point *pt, int fd, struct bop *pool)
 	pt->flush_ms = bc.flushes != 0 ?
 	    (double)bc.flush_ns / (double)bc.flushes / 1e6 : 0;
 	pt->flush_busy = (double)bc.flush_ns / (double)(t1 - t0);
-	own_us = tv_us(&ru1.ru_utime) - tv_us(&ru0.ru_utime) +
-	    tv_us(&ru1.ru_stime) - tv_us(&ru0.ru_stime);
+	own_us = bench_tv_us(&ru1.ru_utime) - bench_tv_us(&ru0.ru_utime) +
+	    bench_tv_us(&ru1.ru_stime) - bench_tv_us(&ru0.ru_stime);
 	pt->cpu_us_per_op = ndata == 0 ? 0 : own_us / (double)ndata;
 	pt->others = pt->steal = -1;
 	if (ct0.ok && ct1.ok && ct1.total > ct0.total) {
@@ -540,14 +493,14 @@ open_file(void)
 
 	if (snprintf(path, sizeof(path), "%s/duet-bench-engine.XXXXXX",
 	    opt.dir) >= (int)sizeof(path))
-		die("--dir too long");
+		bench_die("--dir too long");
 	if ((fd = mkstemp(path)) < 0)
-		die("mkstemp %s: %s", path, strerror(errno));
+		bench_die("mkstemp %s: %s", path, strerror(errno));
 	/* Gone from the namespace now; the data lives until close. */
 	if (unlink(path) != 0)
-		die("unlink %s: %s", path, strerror(errno));
+		bench_die("unlink %s: %s", path, strerror(errno));
 	if (ftruncate(fd, (off_t)FILE_SIZE) != 0)
-		die("ftruncate %s: %s", path, strerror(errno));
+		bench_die("ftruncate %s: %s", path, strerror(errno));
 	/*
 	 * Allocate the blocks the mixes write, so that no point pays for
 	 * block allocation the others do not (the file stays sparse: 16 MiB
@@ -556,12 +509,12 @@ open_file(void)
 	memset(blk, 0xa5, sizeof(blk));
 	for (i = 0; i < FREE_SLOTS; i++)
 		if (pwrite(fd, blk, OP_LEN, (off_t)(i * FREE_STRIDE)) != OP_LEN)
-			die("pwrite %s: %s", path, strerror(errno));
+			bench_die("pwrite %s: %s", path, strerror(errno));
 	for (i = 0; i < HOT_SLOTS; i++)
 		if (pwrite(fd, blk, OP_LEN, (off_t)(i * RANGE_SIZE)) != OP_LEN)
-			die("pwrite %s: %s", path, strerror(errno));
+			bench_die("pwrite %s: %s", path, strerror(errno));
 	if (fdatasync(fd) != 0)
-		die("fdatasync %s: %s", path, strerror(errno));
+		bench_die("fdatasync %s: %s", path, strerror(errno));
 	return fd;
 }
 
@@ -606,31 +559,6 @@ parse_configs(const char *s)
 	return mask;
 }
 
-static int
-parse_sel(const char *s, const char *const names[2])
-{
-	if (strcmp(s, "all") == 0)
-		return 3;
-	if (strcmp(s, names[0]) == 0)
-		return 1;
-	if (strcmp(s, names[1]) == 0)
-		return 2;
-	return 0;
-}
-
-static uint64_t
-parse_u64(const char *s, const char *what)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
-		die("bad %s: %s", what, s);
-	return v;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -655,6 +583,8 @@ main(int argc, char **argv)
 	time_t now = time(NULL);
 	struct utsname un;
 
+	bench_name = "engine";
+
 	while ((c = getopt_long(argc, argv, "s:n:ql:b:m:d:c:h", lopts,
 	    NULL)) != -1) {
 		switch (c) {
@@ -662,31 +592,33 @@ main(int argc, char **argv)
 			opt.seconds = strtod(optarg, &end);
 			if (end == optarg || *end != '\0' ||
 			    !(opt.seconds > 0 && opt.seconds < 3600))
-				die("bad --seconds: %s", optarg);
+				bench_die("bad --seconds: %s", optarg);
 			break;
 		case 'n':
-			opt.ops = parse_u64(optarg, "--ops");
+			opt.ops = bench_parse_u64(optarg, "--ops");
 			break;
 		case 'q':
 			quick = 1;
 			break;
 		case 'l':
-			opt.lag = parse_u64(optarg, "--lag");
+			opt.lag = bench_parse_u64(optarg, "--lag");
 			break;
 		case 'b':
-			if ((opt.be_mask = parse_sel(optarg, be_name)) == 0)
-				die("bad --backend: %s", optarg);
+			opt.be_mask = bench_parse_sel(optarg, be_name, 2);
+			if (opt.be_mask == 0)
+				bench_die("bad --backend: %s", optarg);
 			break;
 		case 'm':
-			if ((opt.mix_mask = parse_sel(optarg, mix_name)) == 0)
-				die("bad --mix: %s", optarg);
+			opt.mix_mask = bench_parse_sel(optarg, mix_name, 2);
+			if (opt.mix_mask == 0)
+				bench_die("bad --mix: %s", optarg);
 			break;
 		case 'd':
 			opt.dir = optarg;
 			break;
 		case 'c':
 			if ((opt.cfg_mask = parse_configs(optarg)) == 0)
-				die("bad --configs: %s", optarg);
+				bench_die("bad --configs: %s", optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -705,7 +637,7 @@ main(int argc, char **argv)
 		opt.ops = (opt.ops + 1) / 2;
 	}
 	if ((pool = aligned_alloc(4096, WINDOW * sizeof(*pool))) == NULL)
-		die("out of memory");
+		bench_die("out of memory");
 	memset(pool, 0, WINDOW * sizeof(*pool));
 
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %z", localtime(&now));
