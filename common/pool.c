@@ -6,7 +6,16 @@
  */
 #include <stdlib.h>
 
+#include <sanitizer/asan_interface.h>
+
 #include "common/pool.h"
+
+/*
+ * Under AddressSanitizer a kept object is poisoned, so a use after
+ * pool_put is still reported, as after free(). Elsewhere these do nothing.
+ */
+#define POOL_HIDE(pl, obj)	ASAN_POISON_MEMORY_REGION((obj), (pl)->pl_size)
+#define POOL_SHOW(pl, obj)	ASAN_UNPOISON_MEMORY_REGION((obj), (pl)->pl_size)
 
 void
 pool_init(struct pool *pl, size_t size, unsigned max)
@@ -24,6 +33,7 @@ pool_fini(struct pool *pl)
 	void *obj;
 
 	while ((obj = pl->pl_free) != NULL) {
+		POOL_SHOW(pl, obj);
 		pl->pl_free = *(void **)obj;
 		free(obj);
 	}
@@ -39,6 +49,7 @@ pool_get(struct pool *pl, size_t size)
 	if (size > pl->pl_size)
 		return malloc(size);
 	if ((obj = pl->pl_free) != NULL) {
+		POOL_SHOW(pl, obj);
 		pl->pl_free = *(void **)obj;
 		pl->pl_n--;
 		pl->pl_reused++;
@@ -59,4 +70,5 @@ pool_put(struct pool *pl, void *obj, size_t size)
 	*(void **)obj = pl->pl_free;
 	pl->pl_free = obj;
 	pl->pl_n++;
+	POOL_HIDE(pl, obj);
 }

@@ -7,7 +7,8 @@
  * go back to it while it holds fewer than pl_max; larger ones come from
  * malloc and go back to free. The list keeps at most pl_max * pl_size
  * bytes after a burst. One thread only: the event thread that allocates
- * and frees the ops.
+ * and frees the ops. Under AddressSanitizer a kept object is poisoned, so
+ * using it after pool_put is reported as using it after free would be.
  */
 #ifndef DUET_POOL_H
 #define DUET_POOL_H
