@@ -31,6 +31,7 @@
 #include <libconfig.h>
 
 #include "common/config.h"
+#include "common/util.h"
 
 #define CONFIG_MAX_FILE	(1024 * 1024)	/* a config is a few hundred bytes */
 
@@ -105,6 +106,16 @@ static const struct config_key config_primary_keys[] = {
 	    0, UINT64_MAX, 0, "must be 0 (no limit) or bytes per second" },
 	{ "resync_checksums", KIND_BOOL, FIELD(resync_checksums), 0,
 	    0, 0, 0, NULL },
+	{ "ping_interval", KIND_COUNT, FIELD(ping_interval), 0,
+	    1, 3600, 0, "must be 1..3600 (seconds)" },
+	{ "idle_timeout", KIND_COUNT, FIELD(idle_timeout), 0,
+	    2, 86400, 0, "must be 2..86400 (seconds)" },
+	{ "connect_timeout", KIND_COUNT, FIELD(connect_timeout), 0,
+	    1, 3600, 0, "must be 1..3600 (seconds)" },
+	{ "congestion_timeout", KIND_COUNT, FIELD(congestion_timeout), 0,
+	    1, 86400, 0, "must be 1..86400 (seconds)" },
+	{ "reconnect_max", KIND_COUNT, FIELD(reconnect_max), 0,
+	    1, 3600, 0, "must be 1..3600 (seconds)" },
 };
 
 static const struct config_key config_mirror_keys[] = {
@@ -120,6 +131,8 @@ static const struct config_key config_mirror_keys[] = {
 	    0, 1000000, 0, "must be 0..1000000 (microseconds)" },
 	{ "poll_us", KIND_COUNT, FIELD(poll_us), 0,
 	    0, 1000, 0, "must be 0..1000 (microseconds)" },
+	{ "idle_timeout", KIND_COUNT, FIELD(session_timeout), 0,
+	    2, 86400, 0, "must be 2..86400 (seconds)" },
 };
 
 static const struct config_key config_tls_keys[] = {
@@ -158,8 +171,22 @@ struct config_ctx {
 	size_t		 cx_errlen;
 	struct config	*cx_cfg;
 	int		 cx_seen;	/* KEY_SEEN_* of the keys that were set */
-	int		 cx_extent_line, cx_range_line;	/* 0 = defaulted */
+	struct {
+		size_t	 off;		/* the key's k_off */
+		int	 line;
+	}		 cx_lines[64];	/* the keys that were set */
+	size_t		 cx_nlines;
 };
+
+/* The line that set the key stored at off, or 0 (defaulted). */
+static int
+config_key_line(const struct config_ctx *cx, size_t off)
+{
+	for (size_t i = 0; i < cx->cx_nlines; i++)
+		if (cx->cx_lines[i].off == off)
+			return cx->cx_lines[i].line;
+	return 0;
+}
 
 static int
 config_fail(struct config_ctx *cx, const config_setting_t *s, const char *sect,
@@ -193,6 +220,34 @@ config_fail(struct config_ctx *cx, const config_setting_t *s, const char *sect,
 		    reason);
 	errno = EINVAL;
 	return -1;
+}
+
+static void
+config_fail_across(struct config_ctx *cx, const char *key, size_t off,
+    size_t other_off, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/*
+ * A check across two keys failed: "FILE:LINE: key: reason", at the line
+ * that set key, else the line that set the other one.
+ */
+static void
+config_fail_across(struct config_ctx *cx, const char *key, size_t off,
+    size_t other_off, const char *fmt, ...)
+{
+	char reason[512];
+	va_list ap;
+	int line;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	if ((line = config_key_line(cx, off)) == 0)
+		line = config_key_line(cx, other_off);
+	if (cx->cx_err != NULL && cx->cx_errlen > 0)
+		snprintf(cx->cx_err, cx->cx_errlen, "%s:%d: %s: %s",
+		    cx->cx_path, line, key, reason);
+	errno = EINVAL;
 }
 
 int
@@ -480,10 +535,6 @@ config_do_key(struct config_ctx *cx, const config_setting_t *s,
 			return config_fail(cx, s, sect, k->k_name, "%s",
 			    k->k_range);
 		config_store_uint(dst, k->k_size, v);
-		if (dst == (char *)&cx->cx_cfg->extent_size)
-			cx->cx_extent_line = config_setting_source_line(s);
-		if (dst == (char *)&cx->cx_cfg->range_size)
-			cx->cx_range_line = config_setting_source_line(s);
 		return 0;
 	}
 
@@ -542,6 +593,11 @@ config_do_section(struct config_ctx *cx, const config_setting_t *g,
 			    "unknown key");
 		if (config_do_key(cx, s, sec->s_name, &sec->s_keys[j]) == -1)
 			return -1;
+		if (cx->cx_nlines < ARRAY_SIZE(cx->cx_lines)) {
+			cx->cx_lines[cx->cx_nlines].off = sec->s_keys[j].k_off;
+			cx->cx_lines[cx->cx_nlines++].line =
+			    config_setting_source_line(s);
+		}
 	}
 	for (size_t j = 0; j < sec->s_nkeys; j++)
 		if ((sec->s_keys[j].k_flags & KEY_REQUIRED) &&
@@ -564,6 +620,12 @@ config_defaults(struct config *c)
 	c->tasks_per_group = 4;
 	c->range_size = 256 * MIB;
 	c->inline_us = 50;
+	c->ping_interval = 5;
+	c->idle_timeout = 15;
+	c->connect_timeout = 10;
+	c->congestion_timeout = 10;
+	c->reconnect_max = 30;
+	c->session_timeout = 30;
 }
 
 /*
@@ -719,14 +781,23 @@ config_load(const char *path, struct config *cfg, char *err, size_t errlen)
 			goto out;
 		}
 
-	/* Checks across keys, at the later key's line. */
+	/* Checks across keys. */
 	if (c->range_size < c->extent_size) {
-		if (err != NULL && errlen > 0)
-			snprintf(err, errlen, "%s:%d: mirror.range_size: must "
-			    "be at least volume.extent_size (%u)", path,
-			    cx.cx_range_line != 0 ? cx.cx_range_line :
-			    cx.cx_extent_line, (unsigned)c->extent_size);
-		errno = EINVAL;
+		config_fail_across(&cx, "mirror.range_size",
+		    offsetof(struct config, range_size),
+		    offsetof(struct config, extent_size),
+		    "must be at least volume.extent_size (%u)",
+		    (unsigned)c->extent_size);
+		goto out;
+	}
+	/* The mirror answers a ping: a link idle for longer than the ping
+	 * interval is not dead. */
+	if (c->idle_timeout <= c->ping_interval) {
+		config_fail_across(&cx, "primary.idle_timeout",
+		    offsetof(struct config, idle_timeout),
+		    offsetof(struct config, ping_interval),
+		    "must be greater than primary.ping_interval (%u)",
+		    (unsigned)c->ping_interval);
 		goto out;
 	}
 	if (!(cx.cx_seen & KEY_SEEN_NBD))

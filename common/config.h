@@ -32,6 +32,12 @@ struct config {
 	uint64_t max_inflight_bytes;	/* default 64M */
 	uint64_t resync_rate;		/* bytes per second, 0 = no limit */
 	int      resync_checksums;	/* compare extents before copying */
+	/* the link's timers, seconds */
+	uint32_t ping_interval;		/* default 5, 1..3600 */
+	uint32_t idle_timeout;		/* default 15, 2..86400, > ping */
+	uint32_t connect_timeout;	/* default 10, 1..3600 */
+	uint32_t congestion_timeout;	/* default 10, 1..86400 */
+	uint32_t reconnect_max;		/* default 30, 1..3600 */
 
 	/* mirror (optional section; defaults when absent) */
 	char     listen[256];		/* default "0.0.0.0:7790" */
@@ -40,6 +46,7 @@ struct config {
 	uint64_t range_size;		/* default 256M, power of two, >= 64K */
 	uint32_t inline_us;		/* default 50, 0..1000000; 0 = never */
 	uint32_t poll_us;		/* default 0, 0..1000; 0 = never poll */
+	uint32_t session_timeout;	/* idle_timeout: s, default 30, 2..86400 */
 
 	/* tls (required) */
 	char     tls_ca[4096];

@@ -513,10 +513,10 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 	m->mr_disk = "inconsistent";	/* the primary's resync begins */
 	notify_status("primary %s connected; resync running", s->s_peer);
 	event_del(s->s_timer);
-	/* A primary pings when idle: silence this long means it is gone, and
-	 * must not keep a reconnecting primary out. */
+	/* A primary pings when idle: silence for mirror.idle_timeout means it
+	 * is gone, and must not keep a reconnecting primary out. */
 	{
-		struct timeval idle = { MIRROR_IDLE_TIMEOUT, 0 };
+		struct timeval idle = { (time_t)cfg->session_timeout, 0 };
 		stream_set_timeout(s->s_st, &idle);
 	}
 
@@ -858,7 +858,8 @@ session_end(struct stream *st, enum stream_end what, int err, void *arg)
 	struct session *s = arg;
 
 	if (what == STREAM_TIMEOUT) {
-		session_fail(s, "no frame for %d s", MIRROR_IDLE_TIMEOUT);
+		session_fail(s, "no frame for %u s",
+		    s->s_m->mr_cfg.session_timeout);
 		return;
 	}
 	if (!s->s_tls_up)

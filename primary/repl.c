@@ -2,7 +2,8 @@
  * repl.c: the primary's TLS link to duet-mirror.
  *
  * States: IDLE -> CONNECTING (TCP + TLS) -> HELLO (sent, awaiting the ack)
- * -> UP; any failure -> BACKOFF (1, 2, 4 ... 30 s) -> CONNECTING. A state
+ * -> UP; any failure -> BACKOFF (1, 2, 4 ... primary.reconnect_max s) ->
+ * CONNECTING. A state
  * change is logged once; the retries behind it are not.
  *
  * Frames leave in sequence order, because the mirror numbers its work in
@@ -15,7 +16,7 @@
  * entry keeps its request while the client still waits for the mirror
  * (sync, memsync; and sync reads, which always wait for APPLIED so that
  * "sync complete" means applied). When the window stays full for
- * REPL_CONGESTION_S, the mirror is dropped and the primary goes on alone
+ * primary.congestion_timeout, the mirror is dropped and the primary goes on alone
  * (DESIGN.md: never block the consumer forever); what it missed is in the
  * change record, and the reconnect resyncs it.
  */
@@ -44,11 +45,6 @@
 #include "common/util.h"
 #include "primary/primary.h"
 
-#define REPL_BACKOFF_MAX_S	30
-#define REPL_PING_S		5
-#define REPL_CONGESTION_S	10
-#define REPL_HELLO_TIMEOUT_S	10
-#define REPL_SILENCE_S		15	/* nothing from the mirror: gone */
 /* Input limit: a whole READ_DATA frame, and a header after it. */
 #define REPL_IN_MAX		(2 * (WIRE_HDR_SIZE + (size_t)PRIMARY_MAX_BLOCK))
 
@@ -72,7 +68,7 @@ struct repl {
 	char		 rp_addr[256];
 	struct event	*rp_timer;	/* backoff, hello timeout, ping */
 	struct event	*rp_cong;	/* window full too long */
-	int		 rp_backoff;
+	unsigned	 rp_backoff;
 	char		 rp_last_err[256];	/* logged once per change */
 	uint64_t	 rp_last_send_ns;
 
@@ -343,15 +339,15 @@ congestion(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd; (void)what;
 	if (rp->rp_state == R_UP && !repl_window_open(rp->rp_p))
-		repl_drop(rp, "window full for %d s; going on alone",
-		    REPL_CONGESTION_S);
+		repl_drop(rp, "window full for %u s; going on alone",
+		    rp->rp_p->p_cfg.congestion_timeout);
 }
 
 void
 repl_send(struct primary *p, struct preq *r)
 {
 	struct repl *rp = p->p_repl;
-	struct timeval tv = { REPL_CONGESTION_S, 0 };
+	struct timeval tv = { (time_t)p->p_cfg.congestion_timeout, 0 };
 
 	r->pr_send_next = NULL;
 	if (rp->rp_sq_tail != NULL)
@@ -504,7 +500,7 @@ handle_cr(struct repl *rp, const struct wire_hdr *h, const uint8_t *payload)
 {
 	struct primary *p = rp->rp_p;
 	struct cr *c = &p->p_cr;
-	struct timeval ping = { REPL_PING_S, 0 };
+	struct timeval ping = { (time_t)p->p_cfg.ping_interval, 0 };
 	uint64_t before = c->c_ndirty, theirs = 0, i;
 	uint8_t *chunk;
 	int rc;
@@ -554,11 +550,11 @@ handle_cr(struct repl *rp, const struct wire_hdr *h, const uint8_t *payload)
 	rp->rp_state = R_UP;
 	rp->rp_backoff = 0;
 	/* A partition that TCP does not notice: the mirror answers every
-	 * PING (sent after REPL_PING_S without traffic), and acks flow under
-	 * load, so this long without a byte means the link is dead even when
-	 * the window is not full. */
+	 * PING (sent after primary.ping_interval without traffic), and acks
+	 * flow under load, so primary.idle_timeout without a byte means the
+	 * link is dead even when the window is not full. */
 	{
-		struct timeval silence = { REPL_SILENCE_S, 0 };
+		struct timeval silence = { (time_t)p->p_cfg.idle_timeout, 0 };
 		stream_set_timeout(rp->rp_s, &silence);
 	}
 	rp->rp_since = time(NULL);
@@ -666,7 +662,8 @@ static void
 repl_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct repl *rp = arg;
-	struct timeval tv = { REPL_PING_S, 0 };
+	const struct config *cfg = &rp->rp_p->p_cfg;
+	struct timeval tv = { (time_t)cfg->ping_interval, 0 };
 	struct wire_hdr ping = { .type = WIRE_PING };
 
 	(void)fd; (void)what;
@@ -677,13 +674,14 @@ repl_timer(evutil_socket_t fd, short what, void *arg)
 	case R_CONNECTING:
 	case R_HELLO:
 	case R_CR:
-		repl_drop(rp, "no answer within %d s", REPL_HELLO_TIMEOUT_S);
+		repl_drop(rp, "no answer within %u s", cfg->connect_timeout);
 		break;
 	case R_UP:
 		/* The frontier rides along: an idle mirror learns that what
 		 * it applied is done here too. */
 		ping.frontier = ping_frontier(rp);
-		if (now_ns() - rp->rp_last_send_ns >= REPL_PING_S * 1000000000ull)
+		if (now_ns() - rp->rp_last_send_ns >=
+		    cfg->ping_interval * 1000000000ull)
 			send_hdr(rp, &ping, NULL);
 		evtimer_add(rp->rp_timer, &tv);
 		break;
@@ -697,7 +695,7 @@ static void
 repl_tls_up(struct stream *st, void *arg)
 {
 	struct repl *rp = arg;
-	struct timeval tv = { REPL_HELLO_TIMEOUT_S, 0 };
+	struct timeval tv = { (time_t)rp->rp_p->p_cfg.connect_timeout, 0 };
 
 	(void)st;
 	rp->rp_state = R_HELLO;
@@ -717,7 +715,8 @@ repl_end(struct stream *st, enum stream_end what, int err, void *arg)
 	long vr;
 
 	if (what == STREAM_TIMEOUT) {
-		repl_drop(rp, "nothing from the mirror for %d s", REPL_SILENCE_S);
+		repl_drop(rp, "nothing from the mirror for %u s",
+		    rp->rp_p->p_cfg.idle_timeout);
 		return;
 	}
 	while ((e = stream_tls_error(st)) != 0)
@@ -742,7 +741,7 @@ repl_connect(struct repl *rp)
 {
 	struct primary *p = rp->rp_p;
 	struct addrinfo hints, *res = NULL;
-	struct timeval tv = { REPL_HELLO_TIMEOUT_S, 0 };
+	struct timeval tv = { (time_t)p->p_cfg.connect_timeout, 0 };
 	char host[256], port[16];
 	SSL *ssl;
 	int rc;
@@ -832,9 +831,9 @@ repl_drop(struct repl *rp, const char *fmt, ...)
 		log_debug("mirror %s: closed: %s", rp->rp_addr, msg);
 	} else {
 		rp->rp_backoff = rp->rp_backoff == 0 ? 1 :
-		    MIN(rp->rp_backoff * 2, REPL_BACKOFF_MAX_S);
-		repl_note(rp, 1, "%s%s; retrying (every %d s at most)",
-		    was_up ? "lost: " : "", msg, REPL_BACKOFF_MAX_S);
+		    MIN(rp->rp_backoff * 2, p->p_cfg.reconnect_max);
+		repl_note(rp, 1, "%s%s; retrying (every %u s at most)",
+		    was_up ? "lost: " : "", msg, p->p_cfg.reconnect_max);
 		tv.tv_sec = rp->rp_backoff;
 		tv.tv_usec = 0;
 		evtimer_add(rp->rp_timer, &tv);

@@ -6,12 +6,17 @@
 #  B. refuse: connections are closed, new ones too, for 3 s; then pass
 #  C. blackhole under a load that fills the in-flight window (4 MiB
 #     writes, 16 deep: 64 MiB, primary.max_inflight_bytes): writes stall
-#     until the window has been full for 10 s, the primary drops the
-#     mirror ("window full"), and writes go on alone; then reset and pass
+#     until the window has been full for primary.congestion_timeout (3 s
+#     here), the primary drops the mirror ("window full"), and writes go
+#     on alone; then reset and pass
 #  D. blackhole under a light load (4 KiB writes, 16 deep: the window is
-#     far from full): within 20 s (repl.c's REPL_SILENCE_S, 15 s without
-#     a byte from the mirror, plus slack) the primary must notice the
-#     silent mirror and let the client's writes go on; then reset and pass
+#     far from full): after primary.idle_timeout (8 s here; the default
+#     15 s would miss the bound) without a byte from the mirror, the
+#     primary must notice the silent mirror and let the client's writes go
+#     on; then reset and pass
+#
+# The link's timers are set short (primary.ping_interval 2 s,
+# primary.reconnect_max 2 s), and the primary's log must name them.
 #
 # Each case: fio finishes without an error; the primary drops the mirror
 # (counters.reconnects + 1), reconnects by itself, and resyncs only what
@@ -20,7 +25,7 @@
 # acknowledged stamps written during C are on the mirror afterwards. At the
 # end, after clean stops, the volumes are equal byte for byte.
 #
-# Failures of the resync bound and of D's 20 s limit are collected, so one
+# Failures of the resync bound and of D's 13 s limit are collected, so one
 # run reports every case.
 . "$(dirname "$0")/lib.sh"
 need fio
@@ -81,6 +86,10 @@ resynced() {
 }
 
 fault_setup sync 256M
+sed -i 's/^  mode = "sync";$/&\n  ping_interval = 2;\n  idle_timeout = 8;\n  congestion_timeout = 3;\n  reconnect_max = 2;/' \
+    "$T/primary.conf"
+grep -q '^  reconnect_max = 2;$' "$T/primary.conf" ||
+    fail "cannot set the timers in $T/primary.conf"
 start_mirror
 start_primary
 wait_in_sync
@@ -112,6 +121,8 @@ proxy pass
 t=$(secs_until "s['connection']['state'] == 'connected'" 30) ||
     fail "B: no reconnection within 30 s of pass"
 echo "B: reconnected $t s after pass"
+grep -q 'retrying (every 2 s at most)' "$PRIMARY_LOG" ||
+    fail "B: the primary's log does not give primary.reconnect_max (2 s)"
 load_ok
 resynced "B (refuse 3 s)" "$x0" "$SMALL_BOUND"
 
@@ -123,11 +134,11 @@ sleep 2
 proxy blackhole
 stamp_writes $STAMPS $STAMP_OFF &
 STAMP_PID=$!
-t=$(secs_until "s['counters']['reconnects'] > $r0" 20) ||
-    fail "C: the primary did not drop a blackholed mirror with a full window in 20 s"
+t=$(secs_until "s['counters']['reconnects'] > $r0" 8) ||
+    fail "C: the primary did not drop a blackholed mirror with a full window in 8 s (congestion_timeout 3 s)"
 echo "C: blackholed mirror dropped after $t s"
-grep -q 'window full for' "$PRIMARY_LOG" ||
-    fail "C: the primary does not say the window stayed full"
+grep -q 'window full for 3 s' "$PRIMARY_LOG" ||
+    fail "C: the primary does not say the window stayed full for 3 s"
 w0=$(counter writes)
 sleep 1
 w1=$(counter writes)
@@ -144,23 +155,25 @@ check_stamps "$T/mirror.img" $STAMP_OFF
 
 # ---- D: blackhole, light load --------------------------------------------
 r0=$(counter reconnects) x0=$(counter resync_extents)
-load light 0 16M 4k 23
+load light 0 16M 4k 16
 sleep 2
 proxy blackhole
 sleep 2
 w0=$(counter writes)
-if t=$(secs_until "s['counters']['reconnects'] > $r0" 18); then
+if t=$(secs_until "s['counters']['reconnects'] > $r0" 11); then
 	echo "D: blackholed mirror dropped after $((${t%.*} + 2)) s"
+	grep -q 'nothing from the mirror for 8 s' "$PRIMARY_LOG" ||
+	    BAD="$BAD; D: the primary's log does not give idle_timeout (8 s)"
 	w0=$(counter writes)
 	sleep 1
 	[ "$(counter writes)" -gt "$w0" ] ||
 	    BAD="$BAD; D: client writes do not go on after the drop"
 else
 	w1=$(counter writes)
-	echo "D: 20 s into the blackhole the primary still says" \
+	echo "D: 13 s into the blackhole the primary still says" \
 	    "$(pstat 's["connection"]["state"]'), inflight $(pstat 's["inflight"]');" \
 	    "client writes from 2 s to 20 s: $w0 -> $w1"
-	BAD="$BAD; D: a blackholed mirror with $(pstat 's["inflight"]["ops"]') writes in flight (window not full) is not dropped in 20 s: sync clients stall ($((w1 - w0)) writes from 2 s to 20 s)"
+	BAD="$BAD; D: a blackholed mirror with $(pstat 's["inflight"]["ops"]') writes in flight (window not full) is not dropped in 13 s (idle_timeout 8 s): sync clients stall ($((w1 - w0)) writes from 2 s to 13 s)"
 fi
 proxy reset
 proxy pass

@@ -16,7 +16,8 @@
 #     is closed with a logged reason, frees the session for the next, and
 #     applies nothing it should not (noseq's first, valid WRITE of 4 KiB of
 #     0xa5 at 0 is applied; the repeated one at 4096 and the bad-frontier
-#     one at 8192 are not).
+#     one at 8192 are not). Last, a hello and then silence: closed after
+#     mirror.idle_timeout (4 s here), which the log names.
 #  3. A last honest run: the mirror still serves and still matches.
 . "$(dirname "$0")/lib.sh"
 
@@ -27,6 +28,9 @@ mk_certs
 sh "$TOP/tests/certs.sh" "$T/certs" intruder || fail "certs.sh intruder"
 sh "$TOP/tests/certs.sh" "$T/rogue" --rogue primary || fail "certs.sh --rogue"
 write_conf "$T/mirror.conf"
+sed -i 's/^  listen = "127.0.0.1:[0-9]*";$/&\n  idle_timeout = 4;/' "$T/mirror.conf"
+grep -q '^  idle_timeout = 4;$' "$T/mirror.conf" ||
+    fail "cannot set mirror.idle_timeout in $T/mirror.conf"
 start_mirror
 
 # check_closed NAME RC OUT REGEX: a hostile peer's result and the log line.
@@ -120,6 +124,8 @@ peer --uuid "$U" --hostile noseq --timeout 15 >"$T/noseq.out" 2>&1
 check_closed noseq $? "$T/noseq.out" 'seq'
 peer --uuid "$U" --hostile frontier --timeout 15 >"$T/frontier.out" 2>&1
 check_closed frontier $? "$T/frontier.out" 'frontier'
+peer --uuid "$U" --hostile silent --timeout 15 >"$T/silent.out" 2>&1
+check_closed silent $? "$T/silent.out" 'no frame for 4 s'
 
 # Expected now: model1 with 4 KiB of 0xa5 at offset 0, nothing at 4096
 # (noseq's repeated seq) or 8192 (the bad frontier).

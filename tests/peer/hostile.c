@@ -37,7 +37,7 @@
 
 enum hostile_kind {
 	H_GARBAGE, H_BADVERSION, H_HALF, H_OVERSIZED, H_OFFSET, H_MISALIGNED,
-	H_NOSEQ, H_FRONTIER, H_PLAINTEXT
+	H_NOSEQ, H_FRONTIER, H_PLAINTEXT, H_SILENT
 };
 
 static const struct {
@@ -54,6 +54,7 @@ static const struct {
 	{ "noseq", H_NOSEQ, 1 },
 	{ "frontier", H_FRONTIER, 1 },
 	{ "plaintext", H_PLAINTEXT, 0 },
+	{ "silent", H_SILENT, 1 },
 };
 #define NKINDS	(sizeof(hostile_kinds) / sizeof(hostile_kinds[0]))
 
@@ -218,7 +219,7 @@ hostile_run(const struct peer_opts *o)
 	if (i == NKINDS) {
 		fprintf(stderr, "testpeer: --hostile %s: unknown kind (garbage, "
 		    "badversion, half, oversized, offset, misaligned, noseq, "
-		    "frontier, plaintext)\n", o->hostile);
+		    "frontier, plaintext, silent)\n", o->hostile);
 		return PEER_EXIT_USAGE;
 	}
 	kind = hostile_kinds[i].hk_kind;
@@ -290,6 +291,8 @@ hostile_run(const struct peer_opts *o)
 	case H_FRONTIER:
 		hostile_write(&c, 2, 5, 8192, 4096);
 		break;
+	case H_SILENT:
+		break;		/* nothing after the hello: mirror.idle_timeout */
 	}
 
 	start = peer_now_ms();

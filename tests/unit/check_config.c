@@ -182,10 +182,33 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.range_size, 256 * M);
 	ck_assert_uint_eq(cfg.inline_us, 50);
 	ck_assert_uint_eq(cfg.poll_us, 0);
+	ck_assert_uint_eq(cfg.ping_interval, 5);
+	ck_assert_uint_eq(cfg.idle_timeout, 15);
+	ck_assert_uint_eq(cfg.connect_timeout, 10);
+	ck_assert_uint_eq(cfg.congestion_timeout, 10);
+	ck_assert_uint_eq(cfg.reconnect_max, 30);
+	ck_assert_uint_eq(cfg.session_timeout, 30);
 	ck_assert_str_eq(cfg.tls_ca, "a");
 	ck_assert_str_eq(cfg.tls_peer_name, "p");
 	ck_assert_str_eq(cfg.status_socket, "/run/duet/db-1.x_y.status");
 	ck_assert_str_eq(cfg.status_group, "");
+}
+END_TEST
+
+START_TEST(test_timers)
+{
+	struct config cfg;
+
+	load_ok(VOL_OK "primary = {\n  ping_interval = 1;\n"
+	    "  idle_timeout = 2;\n  connect_timeout = 3;\n"
+	    "  congestion_timeout = 86400;\n  reconnect_max = 3600;\n};\n"
+	    "mirror = {\n  idle_timeout = 7;\n};\n" TLS_OK, &cfg);
+	ck_assert_uint_eq(cfg.ping_interval, 1);
+	ck_assert_uint_eq(cfg.idle_timeout, 2);
+	ck_assert_uint_eq(cfg.connect_timeout, 3);
+	ck_assert_uint_eq(cfg.congestion_timeout, 86400);
+	ck_assert_uint_eq(cfg.reconnect_max, 3600);
+	ck_assert_uint_eq(cfg.session_timeout, 7);
 }
 END_TEST
 
@@ -457,6 +480,25 @@ static const struct {
 	  "%s:3: mirror.inline_us: must be 0..1000000 (microseconds)" },
 	{ VOL_OK "mirror = {\n  poll_us = 1001;\n};\n",
 	  "%s:3: mirror.poll_us: must be 0..1000 (microseconds)" },
+	{ VOL_OK "primary = {\n  ping_interval = 0;\n};\n",
+	  "%s:3: primary.ping_interval: must be 1..3600 (seconds)" },
+	{ VOL_OK "primary = {\n  idle_timeout = 1;\n};\n",
+	  "%s:3: primary.idle_timeout: must be 2..86400 (seconds)" },
+	{ VOL_OK "primary = {\n  connect_timeout = 3601;\n};\n",
+	  "%s:3: primary.connect_timeout: must be 1..3600 (seconds)" },
+	{ VOL_OK "primary = {\n  congestion_timeout = 0;\n};\n",
+	  "%s:3: primary.congestion_timeout: must be 1..86400 (seconds)" },
+	{ VOL_OK "primary = {\n  reconnect_max = 3601;\n};\n",
+	  "%s:3: primary.reconnect_max: must be 1..3600 (seconds)" },
+	{ VOL_OK "mirror = {\n  idle_timeout = 86401;\n};\n",
+	  "%s:3: mirror.idle_timeout: must be 2..86400 (seconds)" },
+	/* an idle link pings: it must not time out first */
+	{ VOL_OK TLS_OK "primary = {\n  idle_timeout = 5;\n};\n",
+	  "%s:4: primary.idle_timeout: must be greater than primary.ping_interval (5)" },
+	{ VOL_OK TLS_OK "primary = {\n  ping_interval = 20;\n};\n",
+	  "%s:4: primary.idle_timeout: must be greater than primary.ping_interval (20)" },
+	{ VOL_OK TLS_OK "primary = {\n  ping_interval = 9;\n  idle_timeout = 9;\n};\n",
+	  "%s:5: primary.idle_timeout: must be greater than primary.ping_interval (9)" },
 	{ VOL_OK "mirror = {\n  range_size = \"384M\";\n};\n",
 	  "%s:3: mirror.range_size: must be a power of two, at least 64K" },
 	{ "volume = { name = \"v\"; path = \"/p\"; size = \"1G\";\n"
@@ -701,6 +743,7 @@ config_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_design_example);
 	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_timers);
 	tcase_add_test(tc, test_empty_sections);
 	tcase_add_test(tc, test_example_file);
 	tcase_add_test(tc, test_values);
