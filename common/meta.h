@@ -40,6 +40,8 @@ enum meta_role { ROLE_NONE = 0, ROLE_PRIMARY = 1, ROLE_MIRROR = 2 };
 #define META_F_PEER_HAS_GEN	0x04u	/* primary: a mirror holds md_gen */
 #define META_F_DISK_FAILED	0x08u	/* primary: reads failed; the data is
 					 * stale (writes went to the mirror) */
+#define META_F_DISCARD		0x10u	/* mirror: resolve --discard-local is
+					 * armed for the next split brain */
 
 struct meta {
 	uint8_t		md_uuid[META_UUID_LEN];	/* all zero: no identity yet */

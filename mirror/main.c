@@ -97,6 +97,10 @@ take_role(struct mirror *m)
 
 	m->mr_disk = (c->c_m.md_flags & META_F_INCONSISTENT) ?
 	    "inconsistent" : "outdated";	/* until a primary says more */
+	if ((m->mr_discard = (c->c_m.md_flags & META_F_DISCARD) != 0))
+		log_warnx("resolve --discard-local is armed (from before the "
+		    "restart): at the next split brain this mirror's own "
+		    "changes are dropped");
 	if (c->c_m.md_flags & META_F_DISK_FAILED) {
 		/* Its data is stale where writes went to the mirror alone,
 		 * and suspect where reads failed: all of it is copied. */

@@ -491,6 +491,7 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 	c->c_m.md_gen = h.gen_current;
 	memcpy(c->c_m.md_history, h.gen_history, sizeof(c->c_m.md_history));
 	c->c_m.md_flags |= META_F_INCONSISTENT;
+	c->c_m.md_flags &= ~META_F_DISCARD;	/* a session disarms it */
 	if (cr_commit(c) != 0) {
 		hello_refuse(s, EIO, "mirror cannot write its metadata");
 		return;

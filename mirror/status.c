@@ -50,6 +50,7 @@ json_t *
 status_handle(void *arg, const char *verb, const char *args)
 {
 	struct mirror *m = arg;
+	struct cr *c = &m->mr_cr;
 
 	if (strcmp(verb, "status") == 0) {
 		if (args[0] != '\0')
@@ -62,6 +63,14 @@ status_handle(void *arg, const char *verb, const char *args)
 			return ctl_error("bad-argument", "resolve: say "
 			    "--discard-local on the side whose data is to be "
 			    "dropped");
+		/* On disk first: the choice outlives a restart, and a
+		 * choice that cannot be kept is not reported as made. */
+		c->c_m.md_flags |= META_F_DISCARD;
+		if (cr_commit(c) != 0) {
+			c->c_m.md_flags &= ~META_F_DISCARD;
+			return ctl_error("io-error", "resolve: cannot write "
+			    "volume.metadata %s; nothing is armed", c->c_path);
+		}
 		m->mr_discard = 1;
 		log_warnx("resolve --discard-local: at the next split brain "
 		    "this mirror's own changes are dropped and the primary's "
@@ -71,7 +80,7 @@ status_handle(void *arg, const char *verb, const char *args)
 		    "will be discarded when the primary reconnects" :
 		    "armed: no split brain now; if the next primary session "
 		    "finds one, this side's data yields (until a session "
-		    "starts or this daemon restarts)");
+		    "starts; restarts keep it)");
 	}
 	if (strcmp(verb, "verify") == 0 || strcmp(verb, "resync") == 0)
 		return ctl_error("wrong-role", "%s: run it on the primary, "

@@ -140,6 +140,11 @@ take_role(struct primary *p)
 		if (c->c_m.md_role == ROLE_MIRROR)
 			log_info("promoted: this volume was a mirror; it is "
 			    "now the primary, with a new data generation");
+		if (c->c_m.md_flags & META_F_DISCARD)
+			log_warnx("the mirror's pending `duetctl resolve "
+			    "--discard-local` is dropped: a primary keeps its "
+			    "data");
+		c->c_m.md_flags &= ~META_F_DISCARD;
 		c->c_m.md_role = ROLE_PRIMARY;
 		if (cr_new_gen(c) != 0)
 			return EX_IOERR;

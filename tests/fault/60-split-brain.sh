@@ -16,11 +16,16 @@
 #     and after, over several of the primary's retries), while A keeps
 #     serving: it writes 0xcc at 40M+64K (1 extent).
 #  5. resolve --discard-local on A (the primary) exits non-zero, saying it
-#     is the primary; on B it succeeds.
-#  6. The primary's next retry (backoff up to 30 s) connects and resyncs:
-#     counters.resync_extents >= the 9 extents written and far below the
-#     volume's 1024; in sync; neither log says "full resync".
+#     is the primary; A stops; on B the resolve succeeds. B restarts: the
+#     choice is in its metadata, so it still shows discard_local and logs
+#     that it is armed.
+#  6. A starts again, connects and resyncs: counters.resync_extents >= the
+#     9 extents written and far below the volume's 1024; in sync; neither
+#     log says "full resync".
 #  7. Clean stops: B equals A byte for byte (B's 0xbb writes are gone).
+#  8. B as mirror arms the resolve with no split brain, then is promoted:
+#     duet-primary logs that it drops the armed resolve, and B as a mirror
+#     again shows discard_local false.
 . "$(dirname "$0")/lib.sh"
 need qemu-io
 need sha256sum
@@ -137,14 +142,24 @@ sleep 4
 tail -n +$((al4 + 1)) "$A_LOG" | grep -q 'resync: copying' && fail "A began copying during the split brain"
 echo "ok   B's image unchanged over $(grep -c 'hello refused' "$MIRROR_LOG") refused hellos"
 
-# 5. Resolve: not on the primary; on B.
-al=$(wc -l <"$A_LOG") ml=$(wc -l <"$MIRROR_LOG")
+# 5. Resolve: not on the primary; on B, with A stopped; B restarted.
 ctl_fails "$PRIMARY_STATUS" 'primary' resolve --discard-local
+stop_primary || fail "A in the split brain: duet-primary exited with $?"
 "$CTL" -s "$MIRROR_STATUS" resolve --discard-local >"$T/resolve.out" 2>&1 ||
     fail "resolve --discard-local on B: $(cat "$T/resolve.out")"
 echo "ok   resolve on B: $(cat "$T/resolve.out")"
+stop_mirror || fail "B after the resolve: duet-mirror exited with $?"
+ml=$(wc -l <"$MIRROR_LOG")
+start_mirror
+[ "$(mstat 's["discard_local"]')" = True ] ||
+    fail "B forgot the resolve across a restart"
+tail -n +$((ml + 1)) "$MIRROR_LOG" | grep -q 'discard-local is armed' ||
+    fail "B's log does not say the resolve is armed after the restart"
+echo "ok   B restarted, the resolve kept: $(grep -o 'resolve --discard-local is armed.*' "$MIRROR_LOG")"
 
-# 6. The primary's next retry resyncs the union.
+# 6. A's next connection resyncs the union.
+al=$(wc -l <"$A_LOG")
+start_primary
 t0=$(date +%s)
 wait_in_sync 45
 r=$(pstat 's["counters"]["resync_extents"]')
@@ -167,3 +182,23 @@ same_images "after the resolve"
 dd if="$T/mirror.img" bs=64k skip=128 count=2 2>/dev/null | od -An -tx1 |
     grep -q bb && fail "B's 0xbb writes are still there"
 echo "ok   B equals A; B's writes are gone"
+
+# 8. Armed without a split brain, then B promoted: the primary drops it.
+start_mirror
+"$CTL" -s "$MIRROR_STATUS" resolve --discard-local >"$T/arm.out" 2>&1 ||
+    fail "resolve --discard-local on B alone: $(cat "$T/arm.out")"
+grep -q '"split_brain":false' "$T/arm.out" ||
+    fail "B alone: the resolve reply does not say no split brain: $(cat "$T/arm.out")"
+stop_mirror || fail "B armed: duet-mirror exited with $?"
+as_b
+bl=$(wc -l <"$B_LOG")
+start_primary "$T/b-primary.conf"
+stop_primary || fail "B promoted again: duet-primary exited with $?"
+tail -n +$((bl + 1)) "$B_LOG" | grep -q 'discard-local` is dropped' ||
+    fail "B promoted: its log does not say the armed resolve is dropped"
+start_mirror
+[ "$(mstat 's["discard_local"]')" = False ] ||
+    fail "B as mirror again: the resolve armed before its promotion is still armed"
+stop_mirror || fail "B: duet-mirror exited with $?"
+echo "ok   an armed resolve does not survive a promotion"
+echo "PASS: $TNAME"
