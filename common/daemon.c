@@ -1,4 +1,5 @@
 /* daemon.c: see daemon.h. */
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,15 +13,18 @@
 #include "common/cr.h"
 #include "common/storage.h"
 
-static void
-usage(const char *prog)
+/* Asked for (-h): on stdout, exit 0; a mistake: on stderr, EX_USAGE. */
+static void __attribute__((noreturn))
+usage(const char *prog, int asked)
 {
-	fprintf(stderr, "usage: %s -c FILE [-f] [-t] [-v]\n"
+	fprintf(asked ? stdout : stderr, "usage: %s -c FILE [-f] [-t] [-v]\n"
+	    "       %s -h\n"
 	    "  -c FILE  configuration file (duet.conf(5))\n"
 	    "  -f       stay in the foreground, log to stderr\n"
 	    "  -t       check the configuration, print \"configuration OK\", exit\n"
-	    "  -v       log more\n", prog);
-	exit(EX_USAGE);
+	    "  -v       log more\n"
+	    "  -h, --help  print this and exit\n", prog, prog);
+	exit(asked ? 0 : EX_USAGE);
 }
 
 int
@@ -31,17 +35,23 @@ daemon_setup(int argc, char **argv, const char *prog, struct config *cfg,
 	char err[8192];
 	int ch, fg = 0, test = 0, verbose = 0;
 
-	while ((ch = getopt(argc, argv, "c:ftvh")) != -1) {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+
+	while ((ch = getopt_long(argc, argv, "c:ftvh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': conf = optarg; break;
 		case 'f': fg = 1; break;
 		case 't': test = 1; break;
 		case 'v': verbose++; break;
-		default: usage(prog);
+		case 'h': usage(prog, 1);
+		default: usage(prog, 0);
 		}
 	}
 	if (conf == NULL || optind != argc)
-		usage(prog);
+		usage(prog, 0);
 	log_init(prog, fg || test, verbose);
 	if (config_load(conf, cfg, err, sizeof(err)) != 0 ||
 	    (check != NULL && check(cfg, err, sizeof(err)) != 0)) {

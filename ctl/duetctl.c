@@ -23,6 +23,7 @@
  * connection error (or the daemon said ok:false), 3 timeout.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>		/* isfinite, INFINITY: macros */
 #include <poll.h>
 #include <stdarg.h>
@@ -60,7 +61,8 @@ usage(int code)
 	    "[--stop offset]\n"
 	    "       duetctl [-s socket | -c file] resync\n"
 	    "       duetctl [-s socket | -c file] resolve --discard-local\n"
-	    "       duetctl [-s socket | -c file] command [args ...]\n");
+	    "       duetctl [-s socket | -c file] command [args ...]\n"
+	    "       duetctl -h | --help\n");
 	exit(code);
 }
 
@@ -796,7 +798,12 @@ main(int argc, char **argv)
 	char err[1024];
 	int ch;
 
-	while ((ch = getopt(argc, argv, "+c:hs:")) != -1) {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+
+	while ((ch = getopt_long(argc, argv, "+c:hs:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			conf = optarg;

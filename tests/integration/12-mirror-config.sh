@@ -1,7 +1,8 @@
 #!/bin/sh
 # 12-mirror-config: duet-mirror -t checks a configuration and says where it
 # is wrong (sysexits EX_CONFIG = 78, "FILE:LINE: key: reason"); a daemon
-# started on a bad file refuses to start the same way.
+# started on a bad file refuses to start the same way. --help prints the
+# usage and exits 0; an unknown option exits 64 (EX_USAGE).
 . "$(dirname "$0")/lib.sh"
 
 EX_CONFIG=78
@@ -27,6 +28,7 @@ expect_config_error() {
 	echo "ok   $_name: $(head -1 "$T/$_name.out")"
 }
 
+check_usage "$MIRROR" 64
 mk_certs
 write_conf "$T/good.conf"
 

@@ -4,7 +4,8 @@
 # message that says where ("FILE:LINE: key" for an unknown key, the key's
 # name for a missing required one). A volume file smaller than the
 # configured size is refused at start with EX_IOERR (74), naming the path,
-# and is left as it was.
+# and is left as it was. --help prints the usage and exits 0; an unknown
+# option exits 64 (EX_USAGE).
 NEED_PRIMARY=1
 . "$(dirname "$0")/lib.sh"
 
@@ -33,6 +34,7 @@ expect_exit() {
 	echo "ok   $_name: $(head -1 "$T/$_name.out")"
 }
 
+check_usage "$PRIMARY" 64
 mk_certs
 write_primary_conf "$T/good.conf" sync
 

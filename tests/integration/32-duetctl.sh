@@ -3,7 +3,7 @@
 # can produce (mirror waiting, initial sync running, connected, mirror
 # down), the table and its exit codes, --json, metrics, wait-sync (0 after
 # a sync, 3 with the mirror down), and exit 2 for a bad socket, an unknown
-# command and a missing -s/-c. The socket keeps answering through garbage
+# command, an unknown option and a missing -s/-c; -h and --help exit 0. The socket keeps answering through garbage
 # and a client that never reads.
 NEED_PRIMARY=1
 . "$(dirname "$0")/lib.sh"
@@ -25,6 +25,7 @@ schema() {
 	return $_rc
 }
 
+check_usage "$DUETCTL" 2
 mk_certs
 write_conf "$T/mirror.conf"
 write_primary_conf "$T/primary.conf" sync

@@ -25,6 +25,9 @@
 #   log_wait ADDR RE    wait (3 s) for such a line matching RE; print it
 #   wait_for FILE RE    wait (10 s) for a line matching RE in FILE
 #   local_addr FILE     the local address a duet-testpeer printed
+#   check_usage PROG CODE  -h and --help print the usage on stdout and
+#                       exit 0; --bogus prints it on stderr, naming the
+#                       option, and exits CODE
 #
 # With duet-primary (set NEED_PRIMARY=1 before sourcing):
 #   write_primary_conf FILE MODE [SIZE]  the primary's config for vol0:
@@ -125,6 +128,24 @@ fail() {
 # Prints a file indented, for a failure message.
 show() {
 	[ -f "$1" ] && sed 's/^/    /' "$1" | tail -"${2:-20}"
+}
+
+check_usage() {
+	_n=$(basename "$1")
+	for _o in -h --help; do
+		"$1" $_o >"$T/usage.out" 2>"$T/usage.err"
+		_rc=$?
+		[ $_rc -eq 0 ] && [ ! -s "$T/usage.err" ] &&
+		    grep -q "^usage: $_n " "$T/usage.out" ||
+		    fail "$_n $_o: exit $_rc, stdout: $(show "$T/usage.out"), stderr: $(show "$T/usage.err")"
+	done
+	"$1" --bogus >"$T/usage.out" 2>"$T/usage.err"
+	_rc=$?
+	[ $_rc -eq "$2" ] && [ ! -s "$T/usage.out" ] &&
+	    grep -q "unrecognized option '--bogus'" "$T/usage.err" &&
+	    grep -q "^usage: $_n " "$T/usage.err" ||
+	    fail "$_n --bogus: exit $_rc (want $2), stdout: $(show "$T/usage.out"), stderr: $(show "$T/usage.err")"
+	echo "ok   $_n: -h and --help exit 0; --bogus exits $2"
 }
 
 for _b in "$MIRROR" "$TESTPEER" ${NEED_PRIMARY:+"$PRIMARY"}; do
