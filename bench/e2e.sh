@@ -87,19 +87,14 @@
 # Smoke test: bench/e2e.sh --quick
 set -u
 
-TOP=$(cd "$(dirname "$0")/.." && pwd)
-QUICK=${E2E_QUICK:-0}
-case " ${BENCH_ARGS:-} " in *" --quick "*) QUICK=1 ;; esac
-B=""
-for _a; do
-	case $_a in
-	--quick) QUICK=1 ;;
-	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 0 ;;
-	-*) echo "e2e: unknown option '$_a' (--quick, BUILD_DIR)" >&2; exit 1 ;;
-	*) B=$_a ;;
-	esac
-done
-B=${B:-$TOP/build}
+# shellcheck disable=SC2034 # lib.sh's messages use it
+BL_NAME=e2e
+# TOP, bl_args, say, alive, stop_pid, free_port, cpu_s, host_cpu, busy_pct,
+# quiet_wait
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bl_args "$@"
+[ "${E2E_QUICK:-0}" = 1 ] && QUICK=1
 case $B in /*) ;; *) B=$PWD/$B ;; esac
 if [ "$QUICK" = 1 ]; then
 	RUNTIME=${RUNTIME:-3} VOL_SIZE=${VOL_SIZE:-256M} SETTLE=${SETTLE:-1}
@@ -121,15 +116,12 @@ QEMU_AIO=${QEMU_AIO:-auto}
 QEMU_NODELAY=${QEMU_NODELAY:-auto}
 SETTLE=${SETTLE:-3}
 SYNC_TIMEOUT=${SYNC_TIMEOUT:-300}
-KEEP=${KEEP:-0}
 QUIET_WAIT=${QUIET_WAIT:-0}
 QSD=${QSD:-qemu-storage-daemon}
 QMP=$TOP/bench/qmp.py
 
 PRIMARY=$B/duet-primary
 MIRROR=$B/duet-mirror
-
-say() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 for c in fio nbdkit qemu-io python3 openssl cmp numfmt ss; do
 	command -v "$c" >/dev/null 2>&1 ||
@@ -195,32 +187,6 @@ MIRROR=$W/bin/duet-mirror
 # pids are ever signalled.
 NBDKIT_PID="" PRIMARY_PID="" MIRROR_PID="" FIO_PID="" QP_PID="" QM_PID=""
 
-alive() {
-	kill -0 "$1" 2>/dev/null || return 1
-	case $(ps -o stat= -p "$1" 2>/dev/null) in
-	Z*) return 1 ;;
-	esac
-	return 0
-}
-
-# stop_pid PID SECS: SIGTERM, wait up to SECS, then SIGKILL. Returns the
-# process's exit status, or 124 if it had to be killed.
-stop_pid() {
-	_p=$1 _n=0
-	kill -TERM "$_p" 2>/dev/null
-	while alive "$_p" && [ $_n -lt $(($2 * 10)) ]; do
-		sleep 0.1
-		_n=$((_n + 1))
-	done
-	if alive "$_p"; then
-		say "pid $_p still running $2 s after SIGTERM: SIGKILL"
-		kill -KILL "$_p" 2>/dev/null
-		wait "$_p" 2>/dev/null
-		return 124
-	fi
-	wait "$_p"
-}
-
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	_rc=$?
@@ -238,39 +204,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-# cpu_s PID: user + system CPU seconds of a process so far.
-cpu_s() {
-	awk -v hz="$(getconf CLK_TCK)" \
-	    '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' \
-	    "/proc/$1/stat" 2>/dev/null || echo nan
-}
-
-# host_cpu: "total idle iowait steal" jiffies, all CPUs.
-host_cpu() {
-	awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i
-	    print t, $5, $6, $9 }' /proc/stat
-}
-
 # ---- volumes
 
 mkvol() {
-	rm -f "$1"
 	case $PREFILL in
 	random)
-		# AES-CTR keystream: fast, reproducible, incompressible.
-		openssl enc -aes-128-ctr -nosalt \
-		    -K 6475657465326562656e636800000000 \
-		    -iv 00000000000000000000000000000000 </dev/zero 2>/dev/null |
-		    head -c "$VOL_BYTES" >"$1" ;;
+		mkvol_random "$1" "$VOL_BYTES" || exit 1 ;;
 	sparse)
-		truncate -s "$VOL_BYTES" "$1" ;;
+		rm -f "$1"
+		truncate -s "$VOL_BYTES" "$1" ||
+		    { echo "e2e: cannot create $1" >&2; exit 1; } ;;
 	*)
 		echo "e2e: PREFILL must be random or sparse" >&2
 		exit 1 ;;
 	esac
-	[ "$(stat -c %s "$1")" = "$VOL_BYTES" ] ||
-	    { echo "e2e: cannot create $1" >&2; exit 1; }
-	sync "$1"
 }
 
 # ---- fio
@@ -357,13 +304,6 @@ run_nbdkit() {
 }
 
 # ---- duet
-
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
 
 # duet_conf FILE SIDE(primary|mirror) MODE PORT
 duet_conf() {
@@ -735,26 +675,11 @@ run_qemu() {
 	[ "$KEEP" = 1 ] || rm -f "$_dd/primary.img" "$_dd/mirror.img"
 }
 
-# busy_pct SECS: the host's busy percentage (not idle, not iowait) over SECS.
-busy_pct() {
-	_a=$(host_cpu)
-	sleep "$1"
-	echo "$_a $(host_cpu)" | awk '{ t = $5 - $1; if (t < 1) t = 1
-	    printf "%.0f %.0f\n", 100 * (t - ($6 - $2) - ($7 - $3)) / t,
-	    100 * ($8 - $4) / t }'
-}
-
 # ---- main
 
 KEEP_DIRS=""
-_t=0
-while :; do
-	# shellcheck disable=SC2046 # two numbers
-	set -- $(busy_pct 5)
-	[ "$1" -le 10 ] || [ $_t -ge "$QUIET_WAIT" ] && break
-	say "host $1 % busy; waiting for a quiet 5 s (QUIET_WAIT=$QUIET_WAIT)"
-	_t=$((_t + 5))
-done
+# shellcheck disable=SC2046 # two numbers
+set -- $(quiet_wait "$QUIET_WAIT")
 {
 	echo "== duet e2e bench: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), nproc $(nproc), $(uname -sr)"
 	case $B in
@@ -776,7 +701,7 @@ done
 	_r="1 round"
 	[ "$ROUNDS" -gt 1 ] && _r="$ROUNDS rounds (interleaved; medians)"
 	echo "   systems: $E2E_SYSTEMS; jobs: $E2E_JOBS (qemu-wt: $E2E_WT_JOBS); $_r"
-	echo "   host before the start: $1 % busy, $2 % steal over 5 s"
+	echo "   host before the start: $1 % busy, $2 % steal"
 	echo
 } >"$R/header"
 cat "$R/header"

@@ -1,8 +1,10 @@
-# bench/lib.sh: helpers shared by bench/soak.sh and bench/resync.sh (POSIX sh,
-# sourced). Not used by the tests; the tests' lib.sh files are not used here.
+# bench/lib.sh: helpers shared by bench/soak.sh, bench/resync.sh and
+# bench/e2e.sh (POSIX sh, sourced). Not used by the tests; the tests' lib.sh
+# files are not used here.
 #
 # The caller sets BL_NAME (for messages), calls bl_args "$@", then
-# bl_setup "$B".
+# bl_setup "$B". bench/e2e.sh, which also runs nbdkit and QEMU, calls
+# bl_args and uses the process and host helpers only.
 #
 #   bl_args ARGS...   the command line: --quick (also read from BENCH_ARGS)
 #                     sets QUICK=1 (else 0), -h prints the script's header,
@@ -36,10 +38,11 @@
 #                     daemon died
 #   rss_kb PID        VmRSS in KiB (or "-")
 #   cpu_s PID         user + system CPU seconds so far
+#   host_cpu          "total idle iowait steal" jiffies of all CPUs, now
 #   busy_pct SECS     the host's busy and steal percentages over SECS
 #   quiet_wait SECS   waits up to SECS for a quiet host (see below)
 #   mkvol_random FILE BYTES  FILE of BYTES pseudo-random bytes (AES-CTR
-#                     keystream, as bench/e2e.sh), synced
+#                     keystream: fast, reproducible, incompressible), synced
 #
 # Every process is started here or by the caller and known by its pid
 # (PRIMARY_PID, MIRROR_PID, FIO_PID, AUX_PIDS); the EXIT trap stops exactly
@@ -287,15 +290,15 @@ cpu_s() {
 	    "/proc/$1/stat" 2>/dev/null || echo nan
 }
 
-_host_cpu() {
+host_cpu() {
 	awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i
 	    print t, $5, $6, $9 }' /proc/stat
 }
 
 busy_pct() {
-	_a=$(_host_cpu)
+	_a=$(host_cpu)
 	sleep "$1"
-	echo "$_a $(_host_cpu)" | awk '{ t = $5 - $1; if (t < 1) t = 1
+	echo "$_a $(host_cpu)" | awk '{ t = $5 - $1; if (t < 1) t = 1
 	    printf "%.0f %.0f\n", 100 * (t - ($6 - $2) - ($7 - $3)) / t,
 	    100 * ($8 - $4) / t }'
 }
