@@ -54,6 +54,7 @@ enum config_kind {
 #define KEY_POW2	0x04	/* a size that must be a power of two */
 #define KEY_SEEN_NBD	0x08	/* remember it was set (name-based default) */
 #define KEY_SEEN_STATUS	0x10
+#define KEY_LIVE	0x20	/* may change under a running daemon */
 
 struct config_key {
 	const char	*k_name;
@@ -102,19 +103,19 @@ static const struct config_key config_primary_keys[] = {
 	    1, 65536, 0, "must be 1..65536" },
 	{ "max_inflight_bytes", KIND_SIZE, FIELD(max_inflight_bytes), 0,
 	    MIB, UINT64_MAX, 0, "must be at least 1M" },
-	{ "resync_rate", KIND_SIZE, FIELD(resync_rate), 0,
+	{ "resync_rate", KIND_SIZE, FIELD(resync_rate), KEY_LIVE,
 	    0, UINT64_MAX, 0, "must be 0 (no limit) or bytes per second" },
-	{ "resync_checksums", KIND_BOOL, FIELD(resync_checksums), 0,
+	{ "resync_checksums", KIND_BOOL, FIELD(resync_checksums), KEY_LIVE,
 	    0, 0, 0, NULL },
-	{ "ping_interval", KIND_COUNT, FIELD(ping_interval), 0,
+	{ "ping_interval", KIND_COUNT, FIELD(ping_interval), KEY_LIVE,
 	    1, 3600, 0, "must be 1..3600 (seconds)" },
-	{ "idle_timeout", KIND_COUNT, FIELD(idle_timeout), 0,
+	{ "idle_timeout", KIND_COUNT, FIELD(idle_timeout), KEY_LIVE,
 	    2, 86400, 0, "must be 2..86400 (seconds)" },
-	{ "connect_timeout", KIND_COUNT, FIELD(connect_timeout), 0,
+	{ "connect_timeout", KIND_COUNT, FIELD(connect_timeout), KEY_LIVE,
 	    1, 3600, 0, "must be 1..3600 (seconds)" },
-	{ "congestion_timeout", KIND_COUNT, FIELD(congestion_timeout), 0,
-	    1, 86400, 0, "must be 1..86400 (seconds)" },
-	{ "reconnect_max", KIND_COUNT, FIELD(reconnect_max), 0,
+	{ "congestion_timeout", KIND_COUNT, FIELD(congestion_timeout),
+	    KEY_LIVE, 1, 86400, 0, "must be 1..86400 (seconds)" },
+	{ "reconnect_max", KIND_COUNT, FIELD(reconnect_max), KEY_LIVE,
 	    1, 3600, 0, "must be 1..3600 (seconds)" },
 };
 
@@ -131,7 +132,7 @@ static const struct config_key config_mirror_keys[] = {
 	    0, 1000000, 0, "must be 0..1000000 (microseconds)" },
 	{ "poll_us", KIND_COUNT, FIELD(poll_us), 0,
 	    0, 1000, 0, "must be 0..1000 (microseconds)" },
-	{ "idle_timeout", KIND_COUNT, FIELD(session_timeout), 0,
+	{ "idle_timeout", KIND_COUNT, FIELD(session_timeout), KEY_LIVE,
 	    2, 86400, 0, "must be 2..86400 (seconds)" },
 };
 
@@ -800,6 +801,16 @@ config_load(const char *path, struct config *cfg, char *err, size_t errlen)
 		    (unsigned)c->ping_interval);
 		goto out;
 	}
+	/* One file serves both roles on a host (failover): a mirror that
+	 * gives up sooner than the primary pings drops idle sessions. */
+	if (c->session_timeout <= c->ping_interval) {
+		config_fail_across(&cx, "mirror.idle_timeout",
+		    offsetof(struct config, session_timeout),
+		    offsetof(struct config, ping_interval),
+		    "must be greater than primary.ping_interval (%u)",
+		    (unsigned)c->ping_interval);
+		goto out;
+	}
 	if (!(cx.cx_seen & KEY_SEEN_NBD))
 		snprintf(c->nbd_socket, sizeof(c->nbd_socket),
 		    "/run/duet/%s.nbd", c->vol_name);
@@ -820,7 +831,7 @@ out:
 
 void
 config_diff(const struct config *a, const struct config *b,
-    void (*cb)(void *arg, const char *key), void *arg)
+    void (*cb)(void *arg, const char *key, int live), void *arg)
 {
 	char key[64];
 	size_t i, j;
@@ -836,7 +847,31 @@ config_diff(const struct config *a, const struct config *b,
 				continue;
 			snprintf(key, sizeof(key), "%s.%s", s->s_name,
 			    k->k_name);
-			cb(arg, key);
+			cb(arg, key, (k->k_flags & KEY_LIVE) != 0);
 		}
 	}
+}
+
+int
+config_take_live(struct config *cur, const struct config *next)
+{
+	size_t i, j;
+	int n = 0;
+
+	for (i = 0; i < CONFIG_NSECTIONS; i++) {
+		const struct config_section *s = &config_sections[i];
+
+		for (j = 0; j < s->s_nkeys; j++) {
+			const struct config_key *k = &s->s_keys[j];
+
+			if (!(k->k_flags & KEY_LIVE) ||
+			    memcmp((const char *)cur + k->k_off,
+			    (const char *)next + k->k_off, k->k_size) == 0)
+				continue;
+			memcpy((char *)cur + k->k_off,
+			    (const char *)next + k->k_off, k->k_size);
+			n++;
+		}
+	}
+	return n;
 }

@@ -46,7 +46,8 @@ struct config {
 	uint64_t range_size;		/* default 256M, power of two, >= 64K */
 	uint32_t inline_us;		/* default 50, 0..1000000; 0 = never */
 	uint32_t poll_us;		/* default 0, 0..1000; 0 = never poll */
-	uint32_t session_timeout;	/* idle_timeout: s, default 30, 2..86400 */
+	uint32_t session_timeout;	/* idle_timeout: s, default 30, 2..86400,
+					 * > ping_interval */
 
 	/* tls (required) */
 	char     tls_ca[4096];
@@ -73,9 +74,20 @@ int config_parse_size(const char *s, uint64_t *out);
 
 const char *config_mode_name(enum repl_mode m);
 
-/* Calls cb with "section.key" for each key whose value differs. */
+/*
+ * Calls cb with "section.key" for each key whose value differs; live says
+ * whether the key may change under a running daemon (config_take_live).
+ */
 void config_diff(const struct config *a, const struct config *b,
-    void (*cb)(void *arg, const char *key), void *arg);
+    void (*cb)(void *arg, const char *key, int live), void *arg);
+
+/*
+ * Copies the keys that may change under a running daemon from next into
+ * cur: primary.resync_rate, resync_checksums and the link's timers
+ * (ping_interval, idle_timeout, connect_timeout, congestion_timeout,
+ * reconnect_max), and mirror.idle_timeout. Returns how many differed.
+ */
+int config_take_live(struct config *cur, const struct config *next);
 
 /*
  * Splits "host:port" or "[v6addr]:port" (the form of listen, mirror and

@@ -7,16 +7,21 @@
 #include "common/reload.h"
 
 static void
-needs_restart(void *arg, const char *key)
+changed(void *arg, const char *key, int live)
 {
 	int *n = arg;
 
 	(*n)++;
-	log_warnx("reload: %s changed: takes effect after a restart", key);
+	if (live)
+		log_info("reload: %s changed: in effect now", key);
+	else
+		log_warnx("reload: %s changed: takes effect after a restart",
+		    key);
 }
 
 void
-reload_config(const char *path, const struct config *cur)
+reload_config(const char *path, struct config *cur,
+    void (*applied)(void *arg), void *arg)
 {
 	struct config *next;
 	char err[8192];
@@ -28,7 +33,9 @@ reload_config(const char *path, const struct config *cur)
 	} else if (config_load(path, next, err, sizeof(err)) != 0) {
 		log_warnx("reload: %s; keeping the running configuration", err);
 	} else {
-		config_diff(cur, next, needs_restart, &n);
+		config_diff(cur, next, changed, &n);
+		if (config_take_live(cur, next) > 0 && applied != NULL)
+			applied(arg);
 		log_info("reload: %s read, %d key%s changed", path, n,
 		    n == 1 ? "" : "s");
 	}

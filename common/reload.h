@@ -6,9 +6,11 @@ struct config;
 
 /*
  * Rereads path. A broken file is logged and changes nothing. Otherwise
- * each key that differs from cur is logged as needing a restart: no key
- * of the schema can change under a running daemon yet.
+ * each key that differs from cur is logged: those that may change under a
+ * running daemon (config_take_live) are copied into cur, and then
+ * applied(arg) runs, if any did; the others take effect after a restart.
  */
-void reload_config(const char *path, const struct config *cur);
+void reload_config(const char *path, struct config *cur,
+    void (*applied)(void *arg), void *arg);
 
 #endif

@@ -64,13 +64,19 @@ mirror_check_stopped(struct mirror *m)
 }
 
 static void
+reconfigured(void *arg)
+{
+	session_reconfigured(arg);
+}
+
+static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct mirror *m = arg;
 
 	(void)what;
 	if (sig == SIGHUP) {
-		reload_config(m->mr_cfg.path, &m->mr_cfg);
+		reload_config(m->mr_cfg.path, &m->mr_cfg, reconfigured, m);
 		return;
 	}
 	if (m->mr_stopping)

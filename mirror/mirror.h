@@ -124,6 +124,8 @@ void session_op_finished(struct session *s);	/* one mop of s is gone */
 void session_resume_all(struct mirror *m);
 void session_shutdown_all(struct mirror *m, const char *reason);
 void session_free_all(struct mirror *m);
+/* mirror.idle_timeout changed (SIGHUP): apply it to the active session. */
+void session_reconfigured(struct mirror *m);
 
 /* status.c */
 json_t *status_handle(void *arg, const char *verb, const char *args);

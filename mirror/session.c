@@ -712,6 +712,15 @@ m_in_sync(struct session *s)
 	log_info("peer %s: the mirror is up to date", s->s_peer);
 }
 
+void
+session_reconfigured(struct mirror *m)
+{
+	struct timeval tv = { (time_t)m->mr_cfg.session_timeout, 0 };
+
+	if (m->mr_active != NULL)
+		stream_set_timeout(m->mr_active->s_st, &tv);
+}
+
 const char *
 session_active_peer(struct mirror *m)
 {

@@ -64,6 +64,12 @@ primary_check_stopped(struct primary *p)
 }
 
 static void
+reconfigured(void *arg)
+{
+	repl_reconfigured(arg);
+}
+
+static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct primary *p = arg;
@@ -71,7 +77,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	if (sig == SIGHUP) {
-		reload_config(p->p_cfg.path, &p->p_cfg);
+		reload_config(p->p_cfg.path, &p->p_cfg, reconfigured, p);
 		return;
 	}
 	if (p->p_stopping)

@@ -161,6 +161,8 @@ void repl_shutdown(struct primary *p);
 unsigned repl_pending(struct primary *p);
 void repl_status(struct primary *p, json_t *o, json_t *counters);
 void repl_in_sync(struct primary *p);
+/* The link's timers changed (SIGHUP): apply them to the running link. */
+void repl_reconfigured(struct primary *p);
 
 /* ---- sync.c ----------------------------------------------------------------- */
 

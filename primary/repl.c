@@ -926,6 +926,35 @@ repl_status(struct primary *p, json_t *o, json_t *counters)
 	    status_str_or_null(rp->rp_state == R_UP ? NULL : rp->rp_last_err));
 }
 
+void
+repl_reconfigured(struct primary *p)
+{
+	struct repl *rp = p->p_repl;
+	struct timeval tv = { 0, 0 };
+
+	switch (rp->rp_state) {
+	case R_UP:
+		/* A ping due later than the new interval would let the new
+		 * idle timeout end a healthy link. */
+		tv.tv_sec = (time_t)p->p_cfg.ping_interval;
+		event_del(rp->rp_timer);
+		evtimer_add(rp->rp_timer, &tv);
+		tv.tv_sec = (time_t)p->p_cfg.idle_timeout;
+		stream_set_timeout(rp->rp_s, &tv);
+		break;
+	case R_BACKOFF:
+		if (rp->rp_backoff <= p->p_cfg.reconnect_max)
+			break;
+		rp->rp_backoff = p->p_cfg.reconnect_max;
+		tv.tv_sec = (time_t)rp->rp_backoff;
+		event_del(rp->rp_timer);
+		evtimer_add(rp->rp_timer, &tv);
+		break;
+	default:
+		break;
+	}
+}
+
 /* After a completed sync: the mirror learns that it is up to date. */
 void
 repl_in_sync(struct primary *p)

@@ -28,7 +28,9 @@ mk_certs
 sh "$TOP/tests/certs.sh" "$T/certs" intruder || fail "certs.sh intruder"
 sh "$TOP/tests/certs.sh" "$T/rogue" --rogue primary || fail "certs.sh --rogue"
 write_conf "$T/mirror.conf"
+# (below the default primary.ping_interval of 5 s, which must be lower)
 sed -i 's/^  listen = "127.0.0.1:[0-9]*";$/&\n  idle_timeout = 4;/' "$T/mirror.conf"
+echo 'primary = { ping_interval = 1; };' >>"$T/mirror.conf"
 grep -q '^  idle_timeout = 4;$' "$T/mirror.conf" ||
     fail "cannot set mirror.idle_timeout in $T/mirror.conf"
 start_mirror

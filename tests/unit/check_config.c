@@ -202,7 +202,7 @@ START_TEST(test_timers)
 	load_ok(VOL_OK "primary = {\n  ping_interval = 1;\n"
 	    "  idle_timeout = 2;\n  connect_timeout = 3;\n"
 	    "  congestion_timeout = 86400;\n  reconnect_max = 3600;\n};\n"
-	    "mirror = {\n  idle_timeout = 7;\n};\n" TLS_OK, &cfg);
+	    "mirror = {\n  idle_timeout = 7;\n};\n" TLS_OK, &cfg);	/* > ping 1 */
 	ck_assert_uint_eq(cfg.ping_interval, 1);
 	ck_assert_uint_eq(cfg.idle_timeout, 2);
 	ck_assert_uint_eq(cfg.connect_timeout, 3);
@@ -299,6 +299,56 @@ START_TEST(test_failure_keeps_cfg)
 	ck_assert_int_eq(config_load(tpath, &cfg, NULL, 0), -1);
 	ck_assert_int_eq(config_load(tpath, &cfg, err, 5), -1);
 	ck_assert_str_eq(err, "/tmp");
+}
+END_TEST
+
+struct diffs {
+	char	keys[8][64];
+	int	live[8];
+	int	n;
+};
+
+static void
+diff_cb(void *arg, const char *key, int live)
+{
+	struct diffs *d = arg;
+
+	ck_assert_int_lt(d->n, 8);
+	snprintf(d->keys[d->n], sizeof(d->keys[0]), "%s", key);
+	d->live[d->n++] = live;
+}
+
+/* SIGHUP: the timers and the resync keys change live, the rest do not. */
+START_TEST(test_diff_and_live)
+{
+	struct config cur, next;
+	struct diffs d = { .n = 0 };
+
+	load_ok(VOL_OK TLS_OK, &cur);
+	load_ok(VOL_OK TLS_OK "primary = {\n  resync_rate = \"10M\";\n"
+	    "  idle_timeout = 60;\n  max_inflight = 8;\n};\n"
+	    "mirror = {\n  idle_timeout = 9;\n  task_groups = 2;\n};\n",
+	    &next);
+	config_diff(&cur, &next, diff_cb, &d);
+	ck_assert_int_eq(d.n, 5);
+	ck_assert_str_eq(d.keys[0], "primary.max_inflight");
+	ck_assert_int_eq(d.live[0], 0);
+	ck_assert_str_eq(d.keys[1], "primary.resync_rate");
+	ck_assert_int_eq(d.live[1], 1);
+	ck_assert_str_eq(d.keys[2], "primary.idle_timeout");
+	ck_assert_int_eq(d.live[2], 1);
+	ck_assert_str_eq(d.keys[3], "mirror.task_groups");
+	ck_assert_int_eq(d.live[3], 0);
+	ck_assert_str_eq(d.keys[4], "mirror.idle_timeout");
+	ck_assert_int_eq(d.live[4], 1);
+
+	ck_assert_int_eq(config_take_live(&cur, &next), 3);
+	ck_assert_uint_eq(cur.resync_rate, 10 * M);
+	ck_assert_uint_eq(cur.idle_timeout, 60);
+	ck_assert_uint_eq(cur.session_timeout, 9);
+	ck_assert_uint_eq(cur.max_inflight, 1024);	/* not live */
+	ck_assert_uint_eq(cur.task_groups, 4);
+	ck_assert_int_eq(config_take_live(&cur, &next), 0);
 }
 END_TEST
 
@@ -499,6 +549,10 @@ static const struct {
 	  "%s:4: primary.idle_timeout: must be greater than primary.ping_interval (20)" },
 	{ VOL_OK TLS_OK "primary = {\n  ping_interval = 9;\n  idle_timeout = 9;\n};\n",
 	  "%s:5: primary.idle_timeout: must be greater than primary.ping_interval (9)" },
+	{ VOL_OK TLS_OK "mirror = {\n  idle_timeout = 5;\n};\n",
+	  "%s:4: mirror.idle_timeout: must be greater than primary.ping_interval (5)" },
+	{ VOL_OK TLS_OK "primary = {\n  ping_interval = 30;\n  idle_timeout = 60;\n};\n",
+	  "%s:4: mirror.idle_timeout: must be greater than primary.ping_interval (30)" },
 	{ VOL_OK "mirror = {\n  range_size = \"384M\";\n};\n",
 	  "%s:3: mirror.range_size: must be a power of two, at least 64K" },
 	{ "volume = { name = \"v\"; path = \"/p\"; size = \"1G\";\n"
@@ -744,6 +798,7 @@ config_suite(void)
 	tcase_add_test(tc, test_design_example);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_timers);
+	tcase_add_test(tc, test_diff_and_live);
 	tcase_add_test(tc, test_empty_sections);
 	tcase_add_test(tc, test_example_file);
 	tcase_add_test(tc, test_values);
