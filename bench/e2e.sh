@@ -90,7 +90,7 @@ set -u
 # shellcheck disable=SC2034 # lib.sh's messages use it
 BL_NAME=e2e
 # TOP, bl_args, say, alive, stop_pid, free_port, cpu_s, host_cpu, busy_pct,
-# quiet_wait
+# quiet_wait, mkvol_random, duet_confs, start_mirror, start_primary
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 bl_args "$@"
@@ -305,47 +305,6 @@ run_nbdkit() {
 
 # ---- duet
 
-# duet_conf FILE SIDE(primary|mirror) MODE PORT
-duet_conf() {
-	_peer=mirror
-	[ "$2" = mirror ] && _peer=primary
-	{
-		cat <<EOF
-# bench/e2e.sh: duet-$2, mode $3
-volume = {
-  name = "vol";
-  path = "$_dd/$2.img";
-  size = "$VOL_BYTES";
-  metadata = "$_dd/$2.meta";
-};
-mirror = {
-  listen = "127.0.0.1:$4";
-  task_groups = $DUET_GROUPS;
-  tasks_per_group = $DUET_TASKS;
-  range_size = "$DUET_RANGE";
-  inline_us = $DUET_INLINE_US;
-  poll_us = $DUET_POLL_US;
-};
-tls = {
-  ca = "$W/certs/ca.pem";
-  cert = "$W/certs/$2.pem";
-  key = "$W/certs/$2.key";
-  peer_name = "$_peer";
-};
-status = {
-  socket = "$_dd/$2.status";
-};
-EOF
-		[ "$2" = primary ] && cat <<EOF
-primary = {
-  nbd_socket = "$_dd/nbd.sock";
-  mirror = "127.0.0.1:$4";
-  mode = "$3";
-};
-EOF
-	} >"$1"
-}
-
 duet_fail() {
 	say "duet-$1: $2"
 	for _f in primary mirror; do
@@ -403,25 +362,20 @@ run_duet() {
 	_m=$1 _s=duet-$1 _dd=$D/$1
 	mkdir -p "$_dd"
 	certs || { duet_fail "$_m" "tests/certs.sh failed" certs; return; }
-	_port=$(free_port)
-	duet_conf "$_dd/mirror.conf" mirror "$_m" "$_port"
-	duet_conf "$_dd/primary.conf" primary "$_m" "$_port"
+	duet_confs "$_dd" "$VOL_BYTES" "$_m"	# PORT, NBD_URI
 	mkvol "$_dd/primary.img"	# the mirror starts with no volume
 
-	"$MIRROR" -c "$_dd/mirror.conf" -f </dev/null >"$_dd/mirror.log" 2>&1 &
-	MIRROR_PID=$!
-	_n=0
-	until [ -n "$(ss -Htln "sport = :$_port" 2>/dev/null)" ]; do
-		if ! alive "$MIRROR_PID" || [ $_n -ge 100 ]; then
-			duet_fail "$_m" "duet-mirror did not start" start
-			stop_pid "$MIRROR_PID" 5; MIRROR_PID=""
-			return
-		fi
-		sleep 0.1
-		_n=$((_n + 1))
-	done
-	"$PRIMARY" -c "$_dd/primary.conf" -f </dev/null >"$_dd/primary.log" 2>&1 &
-	PRIMARY_PID=$!
+	if ! start_mirror "$_dd"; then
+		duet_fail "$_m" "duet-mirror did not start" start
+		stop_pid "$MIRROR_PID" 5; MIRROR_PID=""
+		return
+	fi
+	if ! start_primary "$_dd"; then
+		duet_fail "$_m" "duet-primary did not start" start
+		stop_pid "$PRIMARY_PID" 5; PRIMARY_PID=""
+		stop_pid "$MIRROR_PID" 10; MIRROR_PID=""
+		return
+	fi
 	_n=0
 	until grep -qs 'sync complete' "$_dd/primary.log"; do
 		if ! alive "$PRIMARY_PID" || ! alive "$MIRROR_PID" ||
@@ -444,7 +398,7 @@ ${SYNC_TIMEOUT} s passed)" sync
 	same_vols "$_s" verify_sync
 
 	_h0=$(host_cpu) _p0=$(cpu_s "$PRIMARY_PID") _q0=$(cpu_s "$MIRROR_PID")
-	run_jobs "$_s" "nbd+unix:///vol?socket=$_dd/nbd.sock"
+	run_jobs "$_s" "$NBD_URI"
 	info "$_s" cpu_primary "$(awk -v a="$_p0" -v b="$(cpu_s "$PRIMARY_PID")" \
 	    'BEGIN { printf "%.1f", b - a }')"
 	info "$_s" cpu_mirror "$(awk -v a="$_q0" -v b="$(cpu_s "$MIRROR_PID")" \

@@ -3,8 +3,8 @@
 # files are not used here.
 #
 # The caller sets BL_NAME (for messages), calls bl_args "$@", then
-# bl_setup "$B". bench/e2e.sh, which also runs nbdkit and QEMU, calls
-# bl_args and uses the process and host helpers only.
+# bl_setup "$B". bench/e2e.sh, which also runs nbdkit and QEMU and keeps
+# its own work directory, calls bl_args but not bl_setup.
 #
 #   bl_args ARGS...   the command line: --quick (also read from BENCH_ARGS)
 #                     sets QUICK=1 (else 0), -h prints the script's header,
