@@ -45,14 +45,8 @@ B_STATUS=$T/b-primary.status
 B_LOG=$T/b-primary.log
 : >"$B_LOG"
 
-# B's volume as a primary: A's config with B's files and sockets.
-sed -e "s|$T/primary.img|$T/mirror.img|" \
-    -e "s|$T/primary.meta|$T/mirror.meta|" \
-    -e "s|$A_NBD|$B_NBD|" -e "s|$A_STATUS|$B_STATUS|" \
-    -e "s|mirror = \"127.0.0.1:[0-9]*\"|mirror = \"127.0.0.1:$(free_port)\"|" \
-    "$T/primary.conf" >"$T/b-primary.conf"
-grep -q "mirror.img" "$T/b-primary.conf" && grep -q "$B_NBD" "$T/b-primary.conf" ||
-    fail "b-primary.conf: $(cat "$T/b-primary.conf")"
+# B's volume as a primary, replicating to a port nobody listens on.
+host_conf "$T/b-primary.conf" primary b "$(free_port)" "$B_STATUS" "$B_NBD" sync
 
 # as_a / as_b: which primary start_primary, pstat, qemu-io address.
 as_a() {
@@ -64,17 +58,6 @@ as_b() {
 	NBD_URI="nbd+unix:///vol0?socket=$NBD_SOCK"
 }
 
-# qio CMD...: qemu-io commands against the current primary.
-qio() {
-	set -- "$@" flush
-	_a=""
-	for _c; do _a="$_a -c '$_c'"; done
-	eval "qemu-io -f raw $_a '$NBD_URI'" >"$T/qemu-io.out" 2>&1 ||
-	    fail "qemu-io $*: $(cat "$T/qemu-io.out")"
-	grep -qi 'error\|fail' "$T/qemu-io.out" &&
-	    fail "qemu-io $*: $(cat "$T/qemu-io.out")"
-	return 0
-}
 
 # ctl_fails SOCK RE ARGS...: duetctl exits non-zero with a message
 # matching RE.

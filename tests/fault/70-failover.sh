@@ -48,62 +48,10 @@ AM_STATUS=$T/a-mirror.status AM_LOG=$T/a-mirror.log
 : >"$B_LOG"
 : >"$AM_LOG"
 
-# A as a mirror: A's volume, listening on A_PORT, A's certificate,
-# expecting B's.
-cat >"$T/a-mirror.conf" <<EOF
-volume = {
-  name = "vol0";
-  path = "$T/primary.img";
-  size = "$SIZE";
-  metadata = "$T/primary.meta";
-  extent_size = "64K";
-};
-mirror = {
-  listen = "127.0.0.1:$A_PORT";
-  task_groups = 4;
-  tasks_per_group = 2;
-  range_size = "1M";
-};
-tls = {
-  ca = "$T/certs/ca.pem";
-  cert = "$T/certs/primary.pem";
-  key = "$T/certs/primary.key";
-  peer_name = "mirror";
-};
-status = {
-  socket = "$AM_STATUS";
-};
-EOF
-# B as a primary: B's volume, replicating to A's mirror, B's certificate,
-# expecting A's.
-cat >"$T/b-primary.conf" <<EOF
-volume = {
-  name = "vol0";
-  path = "$T/mirror.img";
-  size = "$SIZE";
-  metadata = "$T/mirror.meta";
-  extent_size = "64K";
-};
-primary = {
-  nbd_socket = "$B_NBD";
-  mirror = "127.0.0.1:$A_PORT";
-  mode = "sync";
-};
-mirror = {
-  task_groups = 4;
-  tasks_per_group = 2;
-  range_size = "1M";
-};
-tls = {
-  ca = "$T/certs/ca.pem";
-  cert = "$T/certs/mirror.pem";
-  key = "$T/certs/mirror.key";
-  peer_name = "primary";
-};
-status = {
-  socket = "$B_STATUS";
-};
-EOF
+# A as a mirror (A's volume and certificate, listening on A_PORT), and B
+# as a primary replicating to it.
+host_conf "$T/a-mirror.conf" mirror a "$A_PORT" "$AM_STATUS"
+host_conf "$T/b-primary.conf" primary b "$A_PORT" "$B_STATUS" "$B_NBD" sync
 
 # Which daemons lib.sh's start_/stop_primary, start_/stop_mirror, pstat,
 # mstat and qemu-io mean: A primary + B mirror, or B primary + A mirror.
@@ -118,15 +66,6 @@ b_primary() {
 	PORT=$A_PORT MIRROR_STATUS=$AM_STATUS MIRROR_LOG=$AM_LOG
 }
 
-qio() {
-	_a=""
-	for _c; do _a="$_a -c '$_c'"; done
-	eval "qemu-io -f raw $_a -c flush '$NBD_URI'" >"$T/qemu-io.out" 2>&1 ||
-	    fail "qemu-io $*: $(cat "$T/qemu-io.out")"
-	grep -qi 'error\|fail' "$T/qemu-io.out" &&
-	    fail "qemu-io $*: $(cat "$T/qemu-io.out")"
-	return 0
-}
 
 # no_full_resync FILE FROM: no "full resync" in FILE after line FROM.
 no_full_resync() {

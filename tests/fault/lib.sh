@@ -23,6 +23,8 @@
 #   check_stamps FILE OFF  every stamp acknowledged (written at OFF) is in
 #                       FILE (an image)
 #   wait_stamps N       wait (15 s) until N stamps are acknowledged
+#   qio CMD...          qemu-io commands, then a flush, against $NBD_URI;
+#                       fails the test on an error
 #   check_resync MOVED BOUND WHAT  the resync after WHAT moved some extents,
 #                       at most BOUND, and neither log shows a full resync
 #                       after the first
@@ -57,6 +59,16 @@ fault_setup() {
 	PORT=$PROXY_PORT
 	write_primary_conf "$T/primary.conf" "$_mode" "$SIZE"
 	PORT=$_p
+}
+
+qio() {
+	_a=""
+	for _c; do _a="$_a -c '$_c'"; done
+	eval "qemu-io -f raw $_a -c flush '$NBD_URI'" >"$T/qemu-io.out" 2>&1 ||
+	    fail "qemu-io $*: $(cat "$T/qemu-io.out")"
+	grep -qi 'error\|fail' "$T/qemu-io.out" &&
+	    fail "qemu-io $*: $(cat "$T/qemu-io.out")"
+	return 0
 }
 
 proxy() {

@@ -13,6 +13,10 @@
 #   mk_certs            $T/certs: ca.pem, mirror.{pem,key}, primary.{pem,key}
 #   free_port           print a free TCP port on 127.0.0.1
 #   write_conf FILE [SIZE]   a mirror config for volume vol0 on $PORT
+#   host_conf FILE ROLE HOST PORT STATUS [NBD MODE [SIZE]]  either role's
+#                       config for host a ($T/primary.img) or b
+#                       ($T/mirror.img); write_conf and write_primary_conf
+#                       are b as mirror and a as primary
 #   start_mirror [CONF] start duet-mirror -f in the background, wait for
 #                       it to listen ($MIRROR_PID, log in $MIRROR_LOG)
 #   stop_mirror         SIGTERM it, wait (bounded); returns its exit code
@@ -178,33 +182,63 @@ print(s.getsockname()[1])' && return 0
 
 # write_conf FILE [SIZE]: small ranges (1M) so that ops crossing 1 MiB
 # boundaries are split over task groups.
-write_conf() {
-	[ -n "$PORT" ] || PORT=$(free_port)
-	cat >"$1" <<EOF
-# $TNAME: mirror of vol0 on 127.0.0.1:$PORT
+# host_conf FILE ROLE HOST PORT STATUS [NBD MODE [SIZE]]: a config for vol0
+# as host HOST keeps it (a: $T/primary.img and .meta, certificate
+# "primary"; b: $T/mirror.img and .meta, certificate "mirror"), for
+# duet-ROLE with status socket STATUS. A mirror listens on 127.0.0.1:PORT;
+# a primary serves NBD on NBD and replicates to 127.0.0.1:PORT in MODE.
+host_conf() {
+	case $3 in
+	a) _img=primary _peer=mirror ;;
+	*) _img=mirror _peer=primary ;;
+	esac
+	{
+		echo "# $TNAME: $2 of vol0 on host $3, peer port $4"
+		cat <<EOF
 volume = {
   name = "vol0";
-  path = "$T/mirror.img";
-  size = "${2:-$SIZE}";
-  metadata = "$T/mirror.meta";
+  path = "$T/$_img.img";
+  size = "${8:-$SIZE}";
+  metadata = "$T/$_img.meta";
   extent_size = "64K";
 };
+EOF
+		if [ "$2" = primary ]; then
+			cat <<EOF
+primary = {
+  nbd_socket = "$6";
+  mirror = "127.0.0.1:$4";
+  mode = "$7";
+};
 mirror = {
-  listen = "127.0.0.1:$PORT";
+EOF
+		else
+			cat <<EOF
+mirror = {
+  listen = "127.0.0.1:$4";
+EOF
+		fi
+		cat <<EOF
   task_groups = 4;
   tasks_per_group = 2;
   range_size = "1M";
 };
 tls = {
   ca = "$T/certs/ca.pem";
-  cert = "$T/certs/mirror.pem";
-  key = "$T/certs/mirror.key";
-  peer_name = "primary";
+  cert = "$T/certs/$_img.pem";
+  key = "$T/certs/$_img.key";
+  peer_name = "$_peer";
 };
 status = {
-  socket = "$T/status.sock";
+  socket = "$5";
 };
 EOF
+	} >"$1"
+}
+
+write_conf() {
+	[ -n "$PORT" ] || PORT=$(free_port)
+	host_conf "$1" mirror b "$PORT" "$MIRROR_STATUS" "" "" "${2:-$SIZE}"
 }
 
 # True when something listens on 127.0.0.1:$1 (no connection is made, so
@@ -347,35 +381,8 @@ wait_for() {
 
 write_primary_conf() {
 	[ -n "$PORT" ] || PORT=$(free_port)
-	cat >"$1" <<EOF
-# $TNAME: primary of vol0, replicating to 127.0.0.1:$PORT
-volume = {
-  name = "vol0";
-  path = "$T/primary.img";
-  size = "${3:-$SIZE}";
-  metadata = "$T/primary.meta";
-  extent_size = "64K";
-};
-primary = {
-  nbd_socket = "$NBD_SOCK";
-  mirror = "127.0.0.1:$PORT";
-  mode = "$2";
-};
-mirror = {
-  task_groups = 4;
-  tasks_per_group = 2;
-  range_size = "1M";
-};
-tls = {
-  ca = "$T/certs/ca.pem";
-  cert = "$T/certs/primary.pem";
-  key = "$T/certs/primary.key";
-  peer_name = "mirror";
-};
-status = {
-  socket = "$PRIMARY_STATUS";
-};
-EOF
+	host_conf "$1" primary a "$PORT" "$PRIMARY_STATUS" "$NBD_SOCK" "$2" \
+	    "${3:-$SIZE}"
 }
 
 start_primary() {
