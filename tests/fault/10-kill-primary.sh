@@ -24,10 +24,7 @@ wait_in_sync
 [ "$(grep -c 'full resync' "$PRIMARY_LOG")" = 1 ] ||
     fail "the first connection is not a full resync"
 
-bg timeout -k 5 60 fio --name=load --ioengine=nbd --uri="$NBD_URI" \
-    --rw=randwrite --bs=4k --iodepth=16 --offset=$FIO_OFF --size=$FIO_SIZE \
-    --time_based --runtime=20 --output="$T/fio.out" 2>"$T/fio.err"
-FIO_PID=$LAST_PID
+fio_load load $FIO_OFF $FIO_SIZE 20
 sleep 2
 stamp_writes $STAMPS $STAMP_OFF &
 STAMP_PID=$!

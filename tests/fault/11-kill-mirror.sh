@@ -33,10 +33,7 @@ wait_in_sync
     fail "the first connection is not a full resync"
 before=$(resync_extents)
 
-bg timeout -k 5 60 fio --name=load --ioengine=nbd --uri="$NBD_URI" \
-    --rw=randwrite --bs=4k --iodepth=16 --offset=$FIO_OFF --size=$FIO_SIZE \
-    --time_based --runtime=10 --output="$T/fio.out" 2>"$T/fio.err"
-FIO_PID=$LAST_PID
+fio_load load $FIO_OFF $FIO_SIZE 10
 sleep 2
 stamp_writes $STAMPS $STAMP_OFF &
 STAMP_PID=$!
@@ -62,10 +59,7 @@ echo "while the mirror is away: out_of_sync_extents $away," \
 start_mirror
 grep -q 'not stopped cleanly: [0-9]* hot extents' "$MIRROR_LOG" ||
     fail "the restarted mirror does not report its hot activity log"
-bg_wait $FIO_PID
-rc=$?
-[ $rc = 0 ] || { show "$T/fio.err"; fail "fio failed (exit $rc)"; }
-grep -q 'err= 0' "$T/fio.out" || { show "$T/fio.out"; fail "fio saw errors"; }
+fio_ok load
 wait_in_sync
 moved=$(($(resync_extents) - before))
 bound=$(( $(al_extents $FIO_OFF $FIO_SIZE) + $(al_extents $STAMP_OFF $((STAMPS * 4096))) ))

@@ -39,11 +39,7 @@ round() {
 	qemu-io -f raw -c "write -z $STAMP_OFF $((STAMPS * 4096))" "$NBD_URI" \
 	    >"$T/zero.out" 2>&1 || { show "$T/zero.out"; fail "round $rd_n: qemu-io write -z failed"; }
 	rm -f "$T/stamps.out"
-	bg timeout -k 5 60 fio --name=load --ioengine=nbd --uri="$NBD_URI" \
-	    --rw=randwrite --bs=4k --iodepth=16 --offset=$FIO_OFF \
-	    --size=$FIO_SIZE --time_based --runtime=20 \
-	    --output="$T/fio$rd_n.out" 2>"$T/fio$rd_n.err"
-	rd_fio=$LAST_PID
+	fio_load "load$rd_n" $FIO_OFF $FIO_SIZE 20
 	sleep 2
 	stamp_writes $STAMPS $STAMP_OFF &
 	rd_stamps=$!
@@ -51,7 +47,7 @@ round() {
 	crash_primary
 	crash_mirror
 	wait $rd_stamps
-	bg_wait $rd_fio	# its server is gone: it fails, as it should
+	bg_wait $FIO_PID	# its server is gone: it fails, as it should
 	echo "round $rd_n: both killed with $(grep -c '^wrote' "$T/stamps.out")" \
 	    "of $STAMPS stamps acknowledged"
 	check_stamps "$T/primary.img" $STAMP_OFF

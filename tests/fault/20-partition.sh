@@ -38,23 +38,14 @@ counter() {
 	pstat "s[\"counters\"][\"$1\"]"
 }
 
-# load NAME OFF SIZE BS RUNTIME: fio randwrite in the background ($FIO_PID).
+# load NAME OFF SIZE BS RUNTIME: fio_load with BS-sized writes.
 load() {
-	bg timeout -k 5 90 fio --name="$1" --ioengine=nbd --uri="$NBD_URI" \
-	    --rw=randwrite --bs="$4" --iodepth=16 --offset="$2" --size="$3" \
-	    --time_based --runtime="$5" --output="$T/fio-$1.out" \
-	    2>"$T/fio-$1.err"
-	FIO_PID=$LAST_PID
+	fio_load "$1" "$2" "$3" "$5" --bs="$4"
 	FIO_NAME=$1
 }
 
 load_ok() {
-	bg_wait $FIO_PID
-	_rc=$?
-	[ $_rc = 0 ] ||
-	    { show "$T/fio-$FIO_NAME.err"; fail "$FIO_NAME: fio failed (exit $_rc)"; }
-	grep -q 'err= 0' "$T/fio-$FIO_NAME.out" ||
-	    { show "$T/fio-$FIO_NAME.out"; fail "$FIO_NAME: fio saw errors"; }
+	fio_ok "$FIO_NAME"
 }
 
 # secs_until EXPR SECS: seconds (tenths) until EXPR holds on the primary's

@@ -41,10 +41,7 @@ start_primary
 wait_in_sync
 r0=$(counter reconnects) x0=$(counter resync_extents)
 
-bg timeout -k 5 90 fio --name=load --ioengine=nbd --uri="$NBD_URI" \
-    --rw=randwrite --bs=4k --iodepth=8 --offset=$FIO_OFF --size=$FIO_SIZE \
-    --time_based --runtime=20 --output="$T/fio.out" 2>"$T/fio.err"
-FIO_PID=$LAST_PID
+fio_load load $FIO_OFF $FIO_SIZE 20 --iodepth=8
 phase "pass" 2
 proxy delay 20
 phase "delay 20 ms" 5
@@ -58,11 +55,8 @@ wait $STAMP_PID
 check_stamps "$T/mirror.img" $STAMP_OFF
 proxy pass
 phase "pass again" 2
-bg_wait $FIO_PID
-rc=$?
-[ $rc = 0 ] || { show "$T/fio.err"; fail "fio failed (exit $rc)"; }
-grep -q 'err= 0' "$T/fio.out" || { show "$T/fio.out"; fail "fio saw errors"; }
-grep -E '^ +(clat|lat) .*(max|avg)' "$T/fio.out" | head -2
+fio_ok load
+grep -E '^ +(clat|lat) .*(max|avg)' "$T/fio-load.out" | head -2
 
 wait_in_sync
 drops=$(($(counter reconnects) - r0))

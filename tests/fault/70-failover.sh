@@ -86,11 +86,8 @@ wait_in_sync 30
 echo "ok   A primary, B mirror, in sync"
 
 # 2. A crashes under load.
-bg timeout -k 5 60 fio --name=a --ioengine=nbd --uri="$NBD_URI" \
-    --rw=randwrite --bs=4k --iodepth=16 --offset=0 --size=16M \
-    --norandommap --randseed=70 --time_based --runtime=30 \
-    --output="$T/fio-a.out" 2>"$T/fio-a.err"
-FIO=$LAST_PID
+fio_load a 0 16M 30 --norandommap --randseed=70
+FIO=$FIO_PID
 sleep 2
 stamp_writes $NSTAMPS $STAMP_OFF &
 STAMPS=$!

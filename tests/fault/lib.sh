@@ -25,6 +25,11 @@
 #   wait_stamps N       wait (15 s) until N stamps are acknowledged
 #   qio CMD...          qemu-io commands, then a flush, against $NBD_URI;
 #                       fails the test on an error
+#   fio_load NAME OFF SIZE RUNTIME [FIO_ARG...]  fio: 4 KiB random writes,
+#                       16 deep, over [OFF, OFF+SIZE) for RUNTIME s, in the
+#                       background ($FIO_PID; output in $T/fio-NAME.out and
+#                       .err); FIO_ARGs come last, so they override
+#   fio_ok NAME         wait for that fio: it exited 0 and saw no error
 #   check_resync MOVED BOUND WHAT  the resync after WHAT moved some extents,
 #                       at most BOUND, and neither log shows a full resync
 #                       after the first
@@ -59,6 +64,25 @@ fault_setup() {
 	PORT=$PROXY_PORT
 	write_primary_conf "$T/primary.conf" "$_mode" "$SIZE"
 	PORT=$_p
+}
+
+fio_load() {
+	_fn=$1 _fo=$2 _fs=$3 _fr=$4
+	shift 4
+	bg timeout -k 5 $((_fr + 60)) fio --name="$_fn" --ioengine=nbd \
+	    --uri="$NBD_URI" --rw=randwrite --bs=4k --iodepth=16 \
+	    --offset="$_fo" --size="$_fs" --time_based --runtime="$_fr" \
+	    --output="$T/fio-$_fn.out" "$@" 2>"$T/fio-$_fn.err"
+	FIO_PID=$LAST_PID
+}
+
+fio_ok() {
+	bg_wait $FIO_PID
+	_rc=$?
+	[ $_rc = 0 ] ||
+	    { show "$T/fio-$1.err"; fail "$1: fio failed (exit $_rc)"; }
+	grep -q 'err= 0' "$T/fio-$1.out" ||
+	    { show "$T/fio-$1.out"; fail "$1: fio saw errors"; }
 }
 
 qio() {

@@ -7,25 +7,17 @@
 
 EX_CONFIG=78
 
-# run_t NAME CONF: duet-mirror -t -c CONF, output in $T/NAME.out, exit in $rc.
+# run_t NAME CONF: duet-mirror -t -c CONF (see run_exit).
 run_t() {
-	timeout 10 "$MIRROR" -t -c "$2" >"$T/$1.out" 2>&1
-	rc=$?
+	run_exit "$1" "$MIRROR" -t -c "$2"
 }
 
 # expect_config_error NAME CONF TEXT...: exit 78, every TEXT in the output.
 expect_config_error() {
-	_name=$1 _conf=$2
+	_c=$1
+	run_t "$1" "$2"
 	shift 2
-	run_t "$_name" "$_conf"
-	[ $rc -eq $EX_CONFIG ] ||
-	    fail "$_name: -t exited $rc, expected $EX_CONFIG: $(show "$T/$_name.out")"
-	for _want in "$@"; do
-		grep -qF -- "$_want" "$T/$_name.out" ||
-		    fail "$_name: output does not contain \"$_want\":" \
-		    "$(show "$T/$_name.out")"
-	done
-	echo "ok   $_name: $(head -1 "$T/$_name.out")"
+	expect_exit "$_c" $EX_CONFIG "$@"
 }
 
 check_usage "$MIRROR" 64

@@ -12,26 +12,11 @@ NEED_PRIMARY=1
 EX_CONFIG=78
 EX_IOERR=74
 
-# run_p NAME ARGS...: duet-primary ARGS, output in $T/NAME.out, exit in $rc.
+# run_p NAME ARGS...: duet-primary ARGS (see run_exit).
 run_p() {
-	_name=$1
+	_n=$1
 	shift
-	timeout 10 "$PRIMARY" "$@" >"$T/$_name.out" 2>&1
-	rc=$?
-}
-
-# expect_exit NAME CODE TEXT...: the last run_p exited CODE, printing TEXTs.
-expect_exit() {
-	_name=$1 _code=$2
-	shift 2
-	[ $rc -eq "$_code" ] ||
-	    fail "$_name: exited $rc, expected $_code: $(show "$T/$_name.out")"
-	for _want in "$@"; do
-		grep -qF -- "$_want" "$T/$_name.out" ||
-		    fail "$_name: output does not contain \"$_want\":" \
-		    "$(show "$T/$_name.out")"
-	done
-	echo "ok   $_name: $(head -1 "$T/$_name.out")"
+	run_exit "$_n" "$PRIMARY" "$@"
 }
 
 check_usage "$PRIMARY" 64

@@ -29,6 +29,10 @@
 #   log_wait ADDR RE    wait (3 s) for such a line matching RE; print it
 #   wait_for FILE RE    wait (10 s) for a line matching RE in FILE
 #   local_addr FILE     the local address a duet-testpeer printed
+#   run_exit NAME CMD...  run CMD (10 s at most), output in $T/NAME.out,
+#                       exit status in $rc
+#   expect_exit NAME CODE TEXT...  the last run_exit NAME exited CODE and
+#                       printed every TEXT
 #   check_usage PROG CODE  -h and --help print the usage on stdout and
 #                       exit 0; --bogus prints it on stderr, naming the
 #                       option, and exits CODE
@@ -132,6 +136,26 @@ fail() {
 # Prints a file indented, for a failure message.
 show() {
 	[ -f "$1" ] && sed 's/^/    /' "$1" | tail -"${2:-20}"
+}
+
+run_exit() {
+	_name=$1
+	shift
+	timeout 10 "$@" >"$T/$_name.out" 2>&1
+	rc=$?
+}
+
+expect_exit() {
+	_name=$1 _code=$2
+	shift 2
+	[ $rc -eq "$_code" ] ||
+	    fail "$_name: exited $rc, expected $_code: $(show "$T/$_name.out")"
+	for _want in "$@"; do
+		grep -qF -- "$_want" "$T/$_name.out" ||
+		    fail "$_name: output does not contain \"$_want\":" \
+		    "$(show "$T/$_name.out")"
+	done
+	echo "ok   $_name: $(head -1 "$T/$_name.out")"
 }
 
 check_usage() {
