@@ -664,6 +664,21 @@ want_wide(uint64_t e)
 	return in_al(e, 1) || in_al(e, 2);
 }
 
+/* After a crash: at least the two extents written across AL extents 1 and
+ * 2 are marked, and nothing outside those two AL extents. Closes c. */
+static void
+crash_expect_wide(struct cr *c)
+{
+	crash_reopen(c);
+	ck_assert_int_eq(cr_test(c, 2 * PER_AL - 1), 1);
+	ck_assert_int_eq(cr_test(c, 2 * PER_AL), 1);
+	for (uint64_t e = 0; e < c->c_nbits; e++)
+		if (cr_test(c, e))
+			ck_assert_msg(want_wide(e), "extent %llu marked",
+			    (unsigned long long)e);
+	cr_close(c, 1);
+}
+
 START_TEST(al_range_wider_than_cap)
 {
 	struct cr c;
@@ -688,15 +703,7 @@ START_TEST(al_range_wider_than_cap)
 		ck_assert_int_eq(cr_test(&c, 2 * PER_AL), 1);
 	}
 	cr_end(&c, 2 * ALX - EXT, 2 * EXT, 1, rc == 0);
-	crash_reopen(&c);
-	/* At least the two written extents; at most AL extents 1 and 2. */
-	ck_assert_int_eq(cr_test(&c, 2 * PER_AL - 1), 1);
-	ck_assert_int_eq(cr_test(&c, 2 * PER_AL), 1);
-	for (uint64_t e = 0; e < c.c_nbits; e++)
-		if (cr_test(&c, e))
-			ck_assert_msg(want_wide(e), "extent %llu marked",
-			    (unsigned long long)e);
-	cr_close(&c, 1);
+	crash_expect_wide(&c);
 }
 END_TEST
 
@@ -718,14 +725,7 @@ START_TEST(al_range_keeps_its_own_hot_extent)
 		    "AL extent 1 hot %d, 2 hot %d", al_is_hot(&c, 1),
 		    al_is_hot(&c, 2));
 	cr_end(&c, 2 * ALX - EXT, 2 * EXT, 1, rc == 0);
-	crash_reopen(&c);
-	ck_assert_int_eq(cr_test(&c, 2 * PER_AL - 1), 1);
-	ck_assert_int_eq(cr_test(&c, 2 * PER_AL), 1);
-	for (uint64_t e = 0; e < c.c_nbits; e++)
-		if (cr_test(&c, e))
-			ck_assert_msg(want_wide(e), "extent %llu marked",
-			    (unsigned long long)e);
-	cr_close(&c, 1);
+	crash_expect_wide(&c);
 }
 END_TEST
 

@@ -760,76 +760,60 @@ START_TEST(torn_header_falls_back_to_previous)
 }
 END_TEST
 
-START_TEST(torn_header_after_bitmap_commit_keeps_old_bitmap)
+/*
+ * After 5 commits (headers 4 and 5 name bitmaps 4 and 5), garbage over
+ * [off + i * stride, + len) for i = 0 and 1, one file each: exactly one of
+ * the two damages hits what the newest state needs, and the open falls
+ * back to header 4 with bitmap 4; the other leaves header 5, bitmap 5.
+ */
+static void
+damage_each_expect_one_fallback(uint64_t off, uint64_t stride, size_t len,
+    int seed)
 {
 	char path[700];
 	struct meta d;
 	uint8_t *bits = bits_alloc(), *want = bits_alloc();
 	int fell_back = 0;
 
-	/* The last two commits carried bitmaps 4 and 5: losing the newest
-	 * header must give header 4 with bitmap 4 (its copy is intact). */
-	for (int s = 0; s < 2; s++) {
+	for (int i = 0; i < 2; i++) {
+		struct meta w;
 		char name[32];
+		int v;
 
-		snprintf(name, sizeof(name), "vol%d.metadata", s);
+		snprintf(name, sizeof(name), "vol%d.metadata", i);
 		tpath(path, sizeof(path), name);
 		build_history(path, 5, 1);
-		scribble(path, (uint64_t)s * META_SLOT, META_SLOT, 21 + s);
+		scribble(path, off + (uint64_t)i * stride, len, seed + i);
 		meta_close(open_ok(path, &d, bits));
-		if (d.md_gen == full_meta(4).md_gen) {
-			struct meta w = full_meta(4);
-
-			fell_back++;
-			assert_meta_eq(&d, &w);
-			bits_pattern(want, 4);
-		} else {
-			struct meta w = full_meta(5);
-
-			assert_meta_eq(&d, &w);
-			bits_pattern(want, 5);
-		}
+		v = d.md_gen == full_meta(4).md_gen ? 4 : 5;
+		fell_back += v == 4;
+		w = full_meta(v);
+		assert_meta_eq(&d, &w);
+		bits_pattern(want, v);
 		ck_assert_mem_eq(bits, want, bm_bytes());
 	}
 	ck_assert_int_eq(fell_back, 1);
 	free(bits);
 	free(want);
 }
+
+/* Losing the newest header must give header 4 with bitmap 4 (its copy is
+ * intact). */
+START_TEST(torn_header_after_bitmap_commit_keeps_old_bitmap)
+{
+	damage_each_expect_one_fallback(0, META_SLOT, META_SLOT, 21);
+}
 END_TEST
 
+/* Garbage over the copy header 5 names gives header 4 with bitmap 4. */
 START_TEST(corrupt_bitmap_falls_back_to_older_header)
 {
 	char path[700];
 	struct meta d;
 	uint8_t *bits = bits_alloc(), *want = bits_alloc();
-	int fell_back = 0;
 
-	/* Headers 4 and 5 name different copies (bitmaps 4 and 5). Garbage
-	 * over the copy header 5 names gives header 4 with bitmap 4. */
-	for (int c = 0; c < 2; c++) {
-		char name[32];
-
-		snprintf(name, sizeof(name), "vol%d.metadata", c);
-		tpath(path, sizeof(path), name);
-		build_history(path, 5, 1);
-		scribble(path, 2 * (uint64_t)META_SLOT + c * bm_span(),
-		    bm_bytes(), 31 + c);
-		meta_close(open_ok(path, &d, bits));
-		if (d.md_gen == full_meta(4).md_gen) {
-			struct meta w = full_meta(4);
-
-			fell_back++;
-			assert_meta_eq(&d, &w);
-			bits_pattern(want, 4);
-		} else {
-			struct meta w = full_meta(5);
-
-			assert_meta_eq(&d, &w);
-			bits_pattern(want, 5);
-		}
-		ck_assert_mem_eq(bits, want, bm_bytes());
-	}
-	ck_assert_int_eq(fell_back, 1);
+	damage_each_expect_one_fallback(2 * (uint64_t)META_SLOT, bm_span(),
+	    bm_bytes(), 31);
 
 	/* The file goes on working from there: a bitmap commit after the
 	 * fall-back (into the damaged copy) is what the next open sees. */
