@@ -17,14 +17,28 @@
  * Callbacks may free the stream: s_busy marks a handler on the stack, and
  * stream_free() then only marks it dead; the handler frees it on the way
  * out.
+ *
+ * Offload (stream_offload): a sender thread encrypts the output and
+ * writes it to the socket. s_lock then serializes everything that touches
+ * the SSL object, the BIO pair and the socket's write side, between the
+ * sender and the loop's thread, which still reads and decrypts. Nothing
+ * calls back while holding s_lock: an end found under it (on either
+ * thread) is recorded and delivered by s_fail on the loop's thread. The
+ * loop's thread wakes the sender at the end of a pass that queued output
+ * only while the sender sleeps (s_idle): under load it keeps looking on
+ * its own (DESIGN.md "Adaptive wake-ups").
  */
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <sys/eventfd.h>
+
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,11 +100,38 @@ struct stream {
 
 	struct stream_cbs s_cbs;
 	void		*s_arg;
+
+	/* stream_offload */
+	int		 s_off;		/* a sender thread writes */
+	int		 s_stop;	/* atomic: the sender makes a last pass */
+	int		 s_idle;	/* atomic: the sender sleeps, wake it */
+	int		 s_efd;		/* eventfd: the sender's wake-up */
+	pthread_mutex_t	 s_lock;
+	pthread_t	 s_thr;
+	struct event	*s_fail;	/* an end found under s_lock */
+	int		 s_failed;	/* under s_lock: an end was found */
+	int		 s_ended;	/* loop's thread: an end was delivered */
+	enum stream_end	 s_fail_what;
+	int		 s_fail_err;
 };
+
+/* Whether this thread holds some stream's s_lock (callbacks wait). */
+static __thread int stream_locked;
 
 static void
 stream_destroy(struct stream *s)
 {
+	if (s->s_off) {
+		uint64_t one = 1;
+
+		/* The sender's last pass sends what is queued (a goodbye). */
+		__atomic_store_n(&s->s_stop, 1, __ATOMIC_SEQ_CST);
+		(void)!write(s->s_efd, &one, sizeof(one));
+		VERIFY(pthread_join(s->s_thr, NULL) == 0);
+		close(s->s_efd);
+		event_free(s->s_fail);
+		pthread_mutex_destroy(&s->s_lock);
+	}
 	if (s->s_rev != NULL)
 		event_free(s->s_rev);
 	if (s->s_wev != NULL)
@@ -123,7 +164,9 @@ stream_arm(struct stream *s)
 	r = s->s_phase == PH_HANDSHAKE ||
 	    ((s->s_phase == PH_PLAIN || s->s_phase == PH_UP) &&
 	    s->s_reading && !s->s_eof);
-	w = (s->s_phase == PH_CONNECT && s->s_conn_err == 0) || s->s_blocked;
+	/* Offloaded, the sender waits for a full socket itself. */
+	w = (s->s_phase == PH_CONNECT && s->s_conn_err == 0) ||
+	    (!s->s_off && s->s_blocked);
 	if (r != s->s_rev_on) {
 		s->s_rev_on = r;
 		if (r)
@@ -144,6 +187,26 @@ stream_arm(struct stream *s)
 static int
 call_end(struct stream *s, enum stream_end what, int err)
 {
+	if (stream_locked) {
+		/* Offloaded, under s_lock: s_fail delivers the first end. */
+		if (!s->s_failed) {
+			s->s_failed = 1;
+			s->s_fail_what = what;
+			s->s_fail_err = err;
+			event_active(s->s_fail, EV_TIMEOUT, 0);
+		}
+		return 0;
+	}
+	if (s->s_off && what != STREAM_TIMEOUT) {
+		/* One end per stream, whichever thread found it first; and
+		 * the sender writes no more. */
+		if (s->s_ended)
+			return !s->s_dead;
+		s->s_ended = 1;
+		pthread_mutex_lock(&s->s_lock);
+		s->s_failed = 1;
+		pthread_mutex_unlock(&s->s_lock);
+	}
 	s->s_cbs.end(s, what, err, s->s_arg);
 	return !s->s_dead;
 }
@@ -433,11 +496,53 @@ tls_encrypt(struct stream *s, int *sent)
 	return 0;
 }
 
+/* Offloaded: output was queued; wake the sender if it sleeps. */
+static void
+sender_kick(struct stream *s)
+{
+	uint64_t one = 1;
+
+	if (__atomic_exchange_n(&s->s_idle, 0, __ATOMIC_SEQ_CST))
+		(void)!write(s->s_efd, &one, sizeof(one));
+}
+
+/* Offloaded: read and decrypt; the sender writes. */
+static void
+tls_pump_offloaded(struct stream *s, int readable)
+{
+	int grew = 0, done = 0, rc = 0;
+	size_t pending;
+
+	pthread_mutex_lock(&s->s_lock);
+	stream_locked = 1;
+	if (readable)
+		rc = tls_fill(s);
+	if (rc == 0)
+		done = tls_decrypt(s, &grew);
+	/* What reading made OpenSSL write (an alert, a key update). */
+	pending = BIO_ctrl_pending(s->s_net);
+	stream_locked = 0;
+	pthread_mutex_unlock(&s->s_lock);
+	if (rc < 0 || done < 0)
+		return;		/* s_fail delivers the end */
+	if (pending > 0)
+		sender_kick(s);
+	stream_arm(s);
+	if (grew && !call_read(s))
+		return;
+	if (done)
+		(void)call_end(s, STREAM_EOF, 0);
+}
+
 static void
 tls_pump(struct stream *s, int readable)
 {
 	int grew = 0, connected = 0, done = 0, sent = 0, rc, e;
 
+	if (s->s_off) {
+		tls_pump_offloaded(s, readable);
+		return;
+	}
 	if (readable && tls_fill(s) < 0)
 		return;
 	if (s->s_phase == PH_HANDSHAKE) {
@@ -517,6 +622,10 @@ stream_write_cb(evutil_socket_t fd, short what, void *arg)
 	struct stream *s = arg;
 
 	(void)fd; (void)what;
+	if (s->s_off) {
+		sender_kick(s);
+		return;
+	}
 	s->s_busy++;
 	if (s->s_ssl == NULL)
 		plain_write(s);
@@ -555,8 +664,10 @@ stream_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	struct stream *s = arg;
 
 	(void)buf;
-	if (info->n_added > 0 && !s->s_blocked &&
-	    (s->s_phase == PH_PLAIN || s->s_phase == PH_UP))
+	/* Offloaded, s_blocked is the sender's (and it drains s_out from
+	 * its thread: n_added is 0 then). */
+	if (info->n_added > 0 && (s->s_off || (!s->s_blocked &&
+	    (s->s_phase == PH_PLAIN || s->s_phase == PH_UP))))
 		event_active(s->s_flush, EV_WRITE, 0);
 }
 
@@ -678,6 +789,92 @@ stream_connect_tls(struct event_base *base, const struct sockaddr *addr,
 	return s;
 }
 
+/* The loop's thread: an end the sender (or a locked pump) found. */
+static void
+stream_fail_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *s = arg;
+
+	(void)fd; (void)what;
+	s->s_busy++;
+	(void)call_end(s, s->s_fail_what, s->s_fail_err);
+	stream_leave(s);
+}
+
+/*
+ * The sender thread: encrypts everything queued and sends it, then sleeps
+ * until kicked (or, with the socket full, until it drains). After an end
+ * it only waits for stream_destroy.
+ */
+static void *
+stream_sender(void *arg)
+{
+	struct stream *s = arg;
+	struct pollfd pf[2];
+	uint64_t v;
+	int sent, stop, blocked;
+
+	for (;;) {
+		stop = __atomic_load_n(&s->s_stop, __ATOMIC_SEQ_CST);
+		pthread_mutex_lock(&s->s_lock);
+		stream_locked = 1;
+		if (!s->s_failed && tls_encrypt(s, &sent) == 0)
+			(void)tls_flush(s);
+		blocked = s->s_blocked && !s->s_failed;
+		stream_locked = 0;
+		pthread_mutex_unlock(&s->s_lock);
+		if (stop)
+			return NULL;
+		/* Asleep from here for sender_kick; one more look first, for
+		 * output queued before the flag was seen. */
+		__atomic_store_n(&s->s_idle, 1, __ATOMIC_SEQ_CST);
+		if (!blocked && evbuffer_get_length(s->s_out) > 0 &&
+		    __atomic_exchange_n(&s->s_idle, 0, __ATOMIC_SEQ_CST))
+			continue;
+		pf[0].fd = s->s_efd;
+		pf[0].events = POLLIN;
+		pf[1].fd = s->s_fd;
+		pf[1].events = POLLOUT;
+		if (poll(pf, blocked ? 2 : 1, -1) > 0 &&
+		    (pf[0].revents & POLLIN))
+			(void)!read(s->s_efd, &v, sizeof(v));
+		__atomic_store_n(&s->s_idle, 0, __ATOMIC_SEQ_CST);
+	}
+}
+
+int
+stream_offload(struct stream *s)
+{
+	if (s->s_ssl == NULL || s->s_phase != PH_UP || s->s_off ||
+	    s->s_cbs.drained != NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (evbuffer_enable_locking(s->s_out, NULL) != 0) {
+		errno = ENOTSUP;	/* no evthread_use_pthreads() */
+		return -1;
+	}
+	if ((s->s_efd = eventfd(0, EFD_CLOEXEC)) == -1)
+		return -1;
+	if ((s->s_fail = event_new(event_get_base(s->s_rev), -1, 0,
+	    stream_fail_cb, s)) == NULL) {
+		close(s->s_efd);
+		errno = ENOMEM;
+		return -1;
+	}
+	VERIFY(pthread_mutex_init(&s->s_lock, NULL) == 0);
+	s->s_off = 1;
+	if ((errno = pthread_create(&s->s_thr, NULL, stream_sender, s)) != 0) {
+		s->s_off = 0;
+		pthread_mutex_destroy(&s->s_lock);
+		event_free(s->s_fail);
+		close(s->s_efd);
+		return -1;
+	}
+	stream_arm(s);		/* EV_WRITE is the sender's now */
+	return 0;
+}
+
 void
 stream_free(struct stream *s)
 {
@@ -689,6 +886,8 @@ stream_free(struct stream *s)
 		event_del(s->s_tev);
 		event_del(s->s_flush);
 		event_del(s->s_resume);
+		if (s->s_off)
+			event_del(s->s_fail);
 		return;
 	}
 	stream_destroy(s);
@@ -709,8 +908,15 @@ stream_output(struct stream *s)
 size_t
 stream_output_pending(struct stream *s)
 {
-	return evbuffer_get_length(s->s_out) +
-	    (s->s_net != NULL ? BIO_ctrl_pending(s->s_net) : 0);
+	size_t n;
+
+	if (!s->s_off)
+		return evbuffer_get_length(s->s_out) +
+		    (s->s_net != NULL ? BIO_ctrl_pending(s->s_net) : 0);
+	pthread_mutex_lock(&s->s_lock);
+	n = evbuffer_get_length(s->s_out) + BIO_ctrl_pending(s->s_net);
+	pthread_mutex_unlock(&s->s_lock);
+	return n;
 }
 
 void

@@ -84,6 +84,19 @@ struct stream *stream_connect_tls(struct event_base *base,
 
 void stream_free(struct stream *s);
 
+/*
+ * Hands a TLS stream's writes to a thread of its own, from now on: it
+ * encrypts the output and sends it, while the loop's thread only queues
+ * plaintext (and still reads and decrypts). Worth it when the loop's
+ * thread is the bottleneck and a core is idle; it costs a wake-up of the
+ * sender per pass that finds it asleep. Callbacks still run on the loop's
+ * thread, from the loop; the drained callback is not supported.
+ * Requires evthread_use_pthreads() before the base was made, and the
+ * handshake done. 0, or -1 with errno (EINVAL: not an established TLS
+ * stream, or a drained callback) and s unchanged.
+ */
+int stream_offload(struct stream *s);
+
 struct evbuffer *stream_input(struct stream *s);
 /* Anything added here is written at the end of the current loop pass. */
 struct evbuffer *stream_output(struct stream *s);

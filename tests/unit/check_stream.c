@@ -19,8 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <time.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -68,12 +71,17 @@ end_up(struct stream *s, void *arg)
 	((struct end *)arg)->up = 1;
 }
 
+static pthread_t loop_thread;	/* the test's: where callbacks must run */
+static int off_thread_callbacks;
+
 static void
 end_end(struct stream *s, enum stream_end what, int err, void *arg)
 {
 	struct end *e = arg;
 
 	(void)s;
+	if (!pthread_equal(pthread_self(), loop_thread))
+		off_thread_callbacks++;
 	e->ended++;
 	e->what = what;
 	e->err = err;
@@ -82,6 +90,11 @@ end_end(struct stream *s, enum stream_end what, int err, void *arg)
 static const struct stream_cbs end_cbs = {
 	.read = end_read, .drained = end_drained, .connected = end_up,
 	.end = end_end,
+};
+
+/* stream_offload refuses a drained callback. */
+static const struct stream_cbs off_cbs = {
+	.read = end_read, .connected = end_up, .end = end_end,
 };
 
 /* Plain: a stream on one end of a socketpair, the other end blocking. */
@@ -563,6 +576,159 @@ START_TEST(tls_silence_times_out)
 }
 END_TEST
 
+/* Offloaded streams: the loop runs while the sender works, for 10 s. */
+#define OLOOP_UNTIL(cond) do {						\
+	struct timespec t0_, t_;					\
+	clock_gettime(CLOCK_MONOTONIC, &t0_);				\
+	for (;;) {							\
+		event_base_loop(T.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);	\
+		if (cond)						\
+			break;						\
+		clock_gettime(CLOCK_MONOTONIC, &t_);			\
+		ck_assert_msg(t_.tv_sec - t0_.tv_sec < 10,		\
+		    "10 s without " #cond);				\
+		usleep(50);						\
+	}								\
+} while (0)
+
+/* A client with the offload callbacks, connected; both ends read. */
+static void
+tls_pair_up_offloaded(void)
+{
+	int fd;
+
+	T.cli.s = stream_connect_tls(T.base, (struct sockaddr *)&T.addr,
+	    sizeof(T.addr), SSL_new(T.cctx), 1 << 20, 0, &off_cbs, &T.cli);
+	ck_assert_ptr_nonnull(T.cli.s);
+	ck_assert_int_ge(fd = accept(T.lfd, NULL, NULL), 0);
+	T.srv.s = stream_new_tls_accept(T.base, fd, SSL_new(T.sctx),
+	    16 << 20, 0, &end_cbs, &T.srv);
+	ck_assert_ptr_nonnull(T.srv.s);
+	stream_set_reading(T.cli.s, 1);
+	stream_set_reading(T.srv.s, 1);
+	/* Not before the handshake. */
+	ck_assert_int_eq(stream_offload(T.cli.s), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	TLOOP_UNTIL(T.srv.up && T.cli.up);
+	ck_assert_int_eq(stream_offload(T.cli.s), 0);
+	ck_assert_int_eq(stream_offload(T.cli.s), -1);	/* once */
+}
+
+/*
+ * Frames of every size queued over many passes while the peer talks back:
+ * the sender encrypts and sends while the loop decrypts, and both
+ * directions arrive whole and in order.
+ */
+START_TEST(tls_offloaded_both_ways_whole_and_in_order)
+{
+	size_t up = 6u << 20, down = 1u << 20, off = 0, n;
+	uint8_t *a = malloc(up), *b = malloc(down), *got = malloc(up);
+	unsigned r = 1;
+
+	tls_up_fix();
+	tls_pair_up_offloaded();
+	pattern(a, up, 11);
+	pattern(b, down, 12);
+	evbuffer_add(stream_output(T.srv.s), b, down);
+	while (off < up) {
+		for (int i = 0; i < 32 && off < up; i++) {
+			r = r * 1103515245 + 12345;
+			n = MIN(up - off, 1 + (r >> 8) % 70000);
+			evbuffer_add(stream_output(T.cli.s), a + off, n);
+			off += n;
+		}
+		event_base_loop(T.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	}
+	OLOOP_UNTIL(T.srv.last_len == up && T.cli.last_len == down);
+	ck_assert_int_eq(evbuffer_remove(stream_input(T.srv.s), got, up),
+	    (int)up);
+	ck_assert_int_eq(memcmp(got, a, up), 0);
+	ck_assert_int_eq(evbuffer_remove(stream_input(T.cli.s), got, down),
+	    (int)down);
+	ck_assert_int_eq(memcmp(got, b, down), 0);
+	OLOOP_UNTIL(stream_output_pending(T.cli.s) == 0);
+	ck_assert_int_eq(T.srv.ended + T.cli.ended, 0);
+	free(a);
+	free(b);
+	free(got);
+	tls_down_fix();
+}
+END_TEST
+
+/* Only an established TLS stream without a drained callback. */
+START_TEST(offload_refuses_other_streams)
+{
+	fix_up(1 << 20);
+	ck_assert_int_eq(stream_offload(F.e.s), -1);	/* plain */
+	ck_assert_int_eq(errno, EINVAL);
+	fix_down();
+	tls_up_fix();
+	tls_pair();
+	stream_set_reading(T.cli.s, 1);
+	stream_set_reading(T.srv.s, 1);
+	TLOOP_UNTIL(T.srv.up && T.cli.up);
+	ck_assert_int_eq(stream_offload(T.cli.s), -1);	/* end_cbs.drained */
+	ck_assert_int_eq(errno, EINVAL);
+	tls_down_fix();
+}
+END_TEST
+
+/*
+ * The peer goes away while the sender writes: the end comes once, on the
+ * loop's thread.
+ */
+START_TEST(tls_offloaded_end_comes_once_on_the_loop_thread)
+{
+	size_t len = 4u << 20;
+	uint8_t *a = malloc(len);
+
+	tls_up_fix();
+	tls_pair_up_offloaded();
+	pattern(a, len, 13);
+	stream_free(T.srv.s);
+	T.srv.s = NULL;
+	for (int i = 0; i < 8 && T.cli.ended == 0; i++) {
+		evbuffer_add(stream_output(T.cli.s), a, len);
+		event_base_loop(T.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	}
+	OLOOP_UNTIL(T.cli.ended > 0);
+	ck_assert_msg(T.cli.what == STREAM_WRITE_ERROR ||
+	    T.cli.what == STREAM_EOF || T.cli.what == STREAM_READ_ERROR,
+	    "end %d", T.cli.what);
+	/* Nothing more: the sender stops writing after an end. */
+	for (int i = 0; i < 100; i++) {
+		evbuffer_add(stream_output(T.cli.s), a, 4096);
+		event_base_loop(T.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		usleep(100);
+	}
+	ck_assert_int_eq(T.cli.ended, 1);
+	ck_assert_int_eq(off_thread_callbacks, 0);
+	free(a);
+	tls_down_fix();
+}
+END_TEST
+
+/* Freed with output queued and the sender busy: it stops and is joined. */
+START_TEST(tls_offloaded_free_while_sending)
+{
+	size_t len = 16u << 20;
+	uint8_t *a = malloc(len);
+
+	tls_up_fix();
+	tls_pair_up_offloaded();
+	pattern(a, len, 14);
+	stream_set_reading(T.srv.s, 0);	/* so the socket fills */
+	evbuffer_add(stream_output(T.cli.s), a, len);
+	event_base_loop(T.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	usleep(2000);
+	stream_free(T.cli.s);
+	T.cli.s = NULL;
+	ck_assert_int_eq(off_thread_callbacks, 0);
+	free(a);
+	tls_down_fix();
+}
+END_TEST
+
 static Suite *
 stream_suite(void)
 {
@@ -586,6 +752,10 @@ stream_suite(void)
 	tcase_add_test(tc, tls_plaintext_peer_is_a_tls_error);
 	tcase_add_test(tc, tls_refused_connect_ends_with_its_errno);
 	tcase_add_test(tc, tls_silence_times_out);
+	tcase_add_test(tc, tls_offloaded_both_ways_whole_and_in_order);
+	tcase_add_test(tc, offload_refuses_other_streams);
+	tcase_add_test(tc, tls_offloaded_end_comes_once_on_the_loop_thread);
+	tcase_add_test(tc, tls_offloaded_free_while_sending);
 	suite_add_tcase(s, tc);
 	return s;
 }
@@ -596,6 +766,9 @@ main(void)
 	SRunner *sr = srunner_create(stream_suite());
 	int failed;
 
+	/* stream_offload's sender wakes the loop from its thread. */
+	evthread_use_pthreads();
+	loop_thread = pthread_self();
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
