@@ -796,6 +796,8 @@ stream_fail_cb(evutil_socket_t fd, short what, void *arg)
 	struct stream *s = arg;
 
 	(void)fd; (void)what;
+	if (s->s_dead)
+		return;		/* freed by its owner: no more callbacks */
 	s->s_busy++;
 	(void)call_end(s, s->s_fail_what, s->s_fail_err);
 	stream_leave(s);
