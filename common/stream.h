@@ -11,7 +11,8 @@
  *    it in one call (TLS: records of up to 16 KiB, encrypted into a BIO
  *    pair and sent together). EV_WRITE is armed only while the socket is
  *    full, where a bufferevent arms and disarms it (two epoll_ctl calls)
- *    for every write;
+ *    for every write (after stream_offload, a sender thread encrypts and
+ *    writes instead);
  *  - TLS never touches the socket itself: OpenSSL works on a BIO pair
  *    whose other end this module moves to and from the socket, so records
  *    read ahead are never stranded (the stall that keeps read-ahead off in
