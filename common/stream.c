@@ -21,7 +21,11 @@
  * Offload (stream_offload): a sender thread encrypts the output and
  * writes it to the socket. s_lock then serializes everything that touches
  * the SSL object, the BIO pair and the socket's write side, between the
- * sender and the loop's thread, which still reads and decrypts. Nothing
+ * sender and the loop's thread, which still reads and decrypts. The
+ * sender first moves what is queued from s_out (locked: the loop's thread
+ * appends) to s_send, its own, and encrypts from there: an append may
+ * move the bytes left in s_out's last chain (libevent realigns it), so
+ * they must not be read in place while the loop runs. Nothing
  * calls back while holding s_lock: an end found under it (on either
  * thread) is recorded and delivered by s_fail on the loop's thread. The
  * loop's thread wakes the sender at the end of a pass that queued output
@@ -103,6 +107,7 @@ struct stream {
 
 	/* stream_offload */
 	int		 s_off;		/* a sender thread writes */
+	struct evbuffer	*s_send;	/* under s_lock: taken from s_out */
 	int		 s_stop;	/* atomic: the sender makes a last pass */
 	int		 s_idle;	/* atomic: the sender sleeps, wake it */
 	int		 s_efd;		/* eventfd: the sender's wake-up */
@@ -130,6 +135,7 @@ stream_destroy(struct stream *s)
 		VERIFY(pthread_join(s->s_thr, NULL) == 0);
 		close(s->s_efd);
 		event_free(s->s_fail);
+		evbuffer_free(s->s_send);
 		pthread_mutex_destroy(&s->s_lock);
 	}
 	if (s->s_rev != NULL)
@@ -456,24 +462,26 @@ tls_decrypt(struct stream *s, int *grew)
 }
 
 /*
- * Encrypts the output into the ring, sending when it fills. Returns 0, or
- * -1 when s has ended; *sent says whether anything went to the socket.
+ * Encrypts the output (offloaded: s_send) into the ring, sending when it
+ * fills. Returns 0, or -1 when s has ended; *sent says whether anything
+ * went to the socket.
  */
 static int
 tls_encrypt(struct stream *s, int *sent)
 {
+	struct evbuffer *src = s->s_off ? s->s_send : s->s_out;
 	size_t len, n;
 	int e, rc;
 
 	while ((len = s->s_wpend) > 0 ||
-	    (len = MIN(evbuffer_get_length(s->s_out), STREAM_RECORD)) > 0) {
+	    (len = MIN(evbuffer_get_length(src), STREAM_RECORD)) > 0) {
 		ERR_clear_error();
 		/* A repeat must offer the same bytes: the output's head did
 		 * not move, and SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER lets the
 		 * pullup move. */
-		if (SSL_write_ex(s->s_ssl, evbuffer_pullup(s->s_out,
+		if (SSL_write_ex(s->s_ssl, evbuffer_pullup(src,
 		    (ev_ssize_t)len), len, &n)) {
-			evbuffer_drain(s->s_out, n);
+			evbuffer_drain(src, n);
 			s->s_wpend = 0;
 			continue;
 		}
@@ -664,8 +672,8 @@ stream_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	struct stream *s = arg;
 
 	(void)buf;
-	/* Offloaded, s_blocked is the sender's (and it drains s_out from
-	 * its thread: n_added is 0 then). */
+	/* Offloaded, s_blocked is the sender's (and it takes s_out's
+	 * chains from its thread: n_added is 0 then). */
 	if (info->n_added > 0 && (s->s_off || (!s->s_blocked &&
 	    (s->s_phase == PH_PLAIN || s->s_phase == PH_UP))))
 		event_active(s->s_flush, EV_WRITE, 0);
@@ -814,15 +822,19 @@ stream_sender(void *arg)
 	struct stream *s = arg;
 	struct pollfd pf[2];
 	uint64_t v;
-	int sent, stop, blocked;
+	int sent, stop, blocked, left;
 
 	for (;;) {
 		stop = __atomic_load_n(&s->s_stop, __ATOMIC_SEQ_CST);
 		pthread_mutex_lock(&s->s_lock);
 		stream_locked = 1;
+		VERIFY(evbuffer_add_buffer(s->s_send, s->s_out) == 0);
 		if (!s->s_failed && tls_encrypt(s, &sent) == 0)
 			(void)tls_flush(s);
 		blocked = s->s_blocked && !s->s_failed;
+		/* Left when the ring filled while the socket was full, and
+		 * the last flush then emptied the ring. */
+		left = !s->s_failed && evbuffer_get_length(s->s_send) > 0;
 		stream_locked = 0;
 		pthread_mutex_unlock(&s->s_lock);
 		if (stop)
@@ -830,7 +842,7 @@ stream_sender(void *arg)
 		/* Asleep from here for sender_kick; one more look first, for
 		 * output queued before the flag was seen. */
 		__atomic_store_n(&s->s_idle, 1, __ATOMIC_SEQ_CST);
-		if (!blocked && evbuffer_get_length(s->s_out) > 0 &&
+		if (!blocked && (left || evbuffer_get_length(s->s_out) > 0) &&
 		    __atomic_exchange_n(&s->s_idle, 0, __ATOMIC_SEQ_CST))
 			continue;
 		pf[0].fd = s->s_efd;
@@ -859,7 +871,10 @@ stream_offload(struct stream *s)
 	if ((s->s_efd = eventfd(0, EFD_CLOEXEC)) == -1)
 		return -1;
 	if ((s->s_fail = event_new(event_get_base(s->s_rev), -1, 0,
-	    stream_fail_cb, s)) == NULL) {
+	    stream_fail_cb, s)) == NULL ||
+	    (s->s_send = evbuffer_new()) == NULL) {
+		if (s->s_fail != NULL)
+			event_free(s->s_fail);
 		close(s->s_efd);
 		errno = ENOMEM;
 		return -1;
@@ -870,6 +885,7 @@ stream_offload(struct stream *s)
 		s->s_off = 0;
 		pthread_mutex_destroy(&s->s_lock);
 		event_free(s->s_fail);
+		evbuffer_free(s->s_send);
 		close(s->s_efd);
 		return -1;
 	}
@@ -916,7 +932,8 @@ stream_output_pending(struct stream *s)
 		return evbuffer_get_length(s->s_out) +
 		    (s->s_net != NULL ? BIO_ctrl_pending(s->s_net) : 0);
 	pthread_mutex_lock(&s->s_lock);
-	n = evbuffer_get_length(s->s_out) + BIO_ctrl_pending(s->s_net);
+	n = evbuffer_get_length(s->s_out) + evbuffer_get_length(s->s_send) +
+	    BIO_ctrl_pending(s->s_net);
 	pthread_mutex_unlock(&s->s_lock);
 	return n;
 }

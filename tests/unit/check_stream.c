@@ -655,6 +655,48 @@ START_TEST(tls_offloaded_both_ways_whole_and_in_order)
 }
 END_TEST
 
+/*
+ * Small frames queued one at a time, so that the sender is often
+ * encrypting the last bytes of the output's only chain while the loop
+ * appends the next frame. libevent may then move those bytes to the
+ * chain's start (evbuffer_add's realign): the sender must not be reading
+ * them in place.
+ */
+START_TEST(tls_offloaded_appends_while_the_sender_encrypts)
+{
+	size_t up = 64u << 20, off = 0, seen = 0, n;
+	uint8_t *a = malloc(up), *got = malloc(up);
+	unsigned r = 7;
+
+	tls_up_fix();
+	tls_pair_up_offloaded();
+	pattern(a, up, 13);
+	while (seen < up) {
+		if (off < up) {
+			r = r * 1103515245 + 12345;
+			n = MIN(up - off, 1 + (r >> 8) % 1024);
+			evbuffer_add(stream_output(T.cli.s), a + off, n);
+			off += n;
+		}
+		if (off == up || (r >> 4) % 8 == 0)	/* a pass per 8 */
+			event_base_loop(T.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		/* What arrived so far, checked and taken (the input is
+		 * bounded). */
+		n = evbuffer_remove(stream_input(T.srv.s), got + seen,
+		    up - seen);
+		T.srv.last_len = 0;
+		for (size_t i = seen; i < seen + n; i++)
+			if (got[i] != a[i])
+				ck_abort_msg("byte %zu of %zu differs", i, up);
+		seen += n;
+		ck_assert_int_eq(T.srv.ended + T.cli.ended, 0);
+	}
+	free(a);
+	free(got);
+	tls_down_fix();
+}
+END_TEST
+
 /* Only an established TLS stream without a drained callback. */
 START_TEST(offload_refuses_other_streams)
 {
@@ -753,6 +795,7 @@ stream_suite(void)
 	tcase_add_test(tc, tls_refused_connect_ends_with_its_errno);
 	tcase_add_test(tc, tls_silence_times_out);
 	tcase_add_test(tc, tls_offloaded_both_ways_whole_and_in_order);
+	tcase_add_test(tc, tls_offloaded_appends_while_the_sender_encrypts);
 	tcase_add_test(tc, offload_refuses_other_streams);
 	tcase_add_test(tc, tls_offloaded_end_comes_once_on_the_loop_thread);
 	tcase_add_test(tc, tls_offloaded_free_while_sending);
