@@ -10,10 +10,10 @@ pass=0 fail=0 skip=0
 log=$(mktemp -d /tmp/duet-check.XXXXXX)
 failed_names=""
 
-for t in "$B"/tests/check_*; do
-	[ -x "$t" ] || continue
-	name=$(basename "$t")
-	CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-4} "$t" >"$log/$name.out" 2>&1
+# run_suite NAME CMD...: one Check suite; each of its tests counts.
+run_suite() {
+	name=$1; shift
+	CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-4} "$@" >"$log/$name.out" 2>&1
 	rc=$?
 	line=$(grep -E '^[0-9]+%: Checks: ' "$log/$name.out" | tail -1)
 	n=$(echo "$line" | sed -n 's/.*Checks: \([0-9]*\).*/\1/p')
@@ -21,15 +21,43 @@ for t in "$B"/tests/check_*; do
 	e=$(echo "$line" | sed -n 's/.*Errors: \([0-9]*\).*/\1/p')
 	if [ -z "$n" ]; then
 		echo "FAIL $name (no result line, exit $rc)"; sed 's/^/    /' "$log/$name.out" | tail -20
-		fail=$((fail + 1)); failed_names="$failed_names $name"; continue
+		fail=$((fail + 1)); failed_names="$failed_names $name"; return
 	fi
 	pass=$((pass + n - f - e)); fail=$((fail + f + e))
 	if [ $((f + e)) -gt 0 ] || [ $rc -ne 0 ]; then
 		echo "FAIL $name: $line"; grep -E ':[EF]:' "$log/$name.out" | sed 's/^/    /'
+		grep -A12 'WARNING: ThreadSanitizer' "$log/$name.out" | head -40 | sed 's/^/    /'
 		failed_names="$failed_names $name"
 		[ $((f + e)) -eq 0 ] && fail=$((fail + 1))
 	else
 		echo "ok   $name: $n checks"
+	fi
+}
+
+for t in "$B"/tests/check_*; do
+	[ -x "$t" ] && run_suite "$(basename "$t")" "$t"
+done
+
+# The threaded suites under ThreadSanitizer (make tsan). A report fails the
+# suite: the exit code is non-zero, in the forked test or at the end. Some
+# kernels' address-space randomisation leaves TSan no room ("unexpected
+# memory mapping"); the suite then runs with it off, or is skipped where
+# that is not allowed either (a container's seccomp filter).
+TSAN_OPTIONS="halt_on_error=1 exitcode=66${TSAN_OPTIONS:+ $TSAN_OPTIONS}"
+export TSAN_OPTIONS
+for t in build-tsan/tests/check_*; do
+	[ -x "$t" ] || continue
+	name=tsan/$(basename "$t")
+	mkdir -p "$log/tsan"
+	# CK_RUN_SUITE names no suite: TSan starts, no test runs.
+	if CK_RUN_SUITE=none "$t" >"$log/$name.probe" 2>&1 ||
+	    ! grep -q 'unexpected memory mapping' "$log/$name.probe"; then
+		run_suite "$name" "$t"
+	elif setarch "$(uname -m)" -R true 2>/dev/null; then
+		run_suite "$name" setarch "$(uname -m)" -R "$t"
+	else
+		echo "skip $name: TSan cannot map its shadow memory here"
+		skip=$((skip + 1))
 	fi
 done
 
