@@ -90,8 +90,10 @@ void stream_free(struct stream *s);
  * encrypts the output and sends it, while the loop's thread only queues
  * plaintext (and still reads and decrypts). Worth it when the loop's
  * thread is the bottleneck and a core is idle; it costs a wake-up of the
- * sender per pass that finds it asleep. Callbacks still run on the loop's
- * thread, from the loop; the drained callback is not supported.
+ * sender per pass that finds it asleep. The owner then only appends to
+ * the output, on the loop's thread: each sender pass takes whatever is
+ * queued. Callbacks still run on the loop's thread, from the loop; the
+ * drained callback is not supported.
  * Requires evthread_use_pthreads() before the base was made, and the
  * handshake done. 0, or -1 with errno (EINVAL: not an established TLS
  * stream, or a drained callback) and s unchanged.
