@@ -117,6 +117,8 @@ static const struct config_key config_primary_keys[] = {
 	    KEY_LIVE, 1, 86400, 0, "must be 1..86400 (seconds)" },
 	{ "reconnect_max", KIND_COUNT, FIELD(reconnect_max), KEY_LIVE,
 	    1, 3600, 0, "must be 1..3600 (seconds)" },
+	{ "stop_timeout", KIND_COUNT, FIELD(stop_timeout), KEY_LIVE,
+	    1, 3600, 0, "must be 1..3600 (seconds)" },
 };
 
 static const struct config_key config_mirror_keys[] = {
@@ -134,6 +136,8 @@ static const struct config_key config_mirror_keys[] = {
 	    0, 1000, 0, "must be 0..1000 (microseconds)" },
 	{ "idle_timeout", KIND_COUNT, FIELD(session_timeout), KEY_LIVE,
 	    2, 86400, 0, "must be 2..86400 (seconds)" },
+	{ "hello_timeout", KIND_COUNT, FIELD(hello_timeout), KEY_LIVE,
+	    1, 3600, 0, "must be 1..3600 (seconds)" },
 };
 
 static const struct config_key config_tls_keys[] = {
@@ -626,7 +630,9 @@ config_defaults(struct config *c)
 	c->connect_timeout = 10;
 	c->congestion_timeout = 10;
 	c->reconnect_max = 30;
+	c->stop_timeout = 30;
 	c->session_timeout = 30;
+	c->hello_timeout = 10;
 }
 
 /*

@@ -38,6 +38,7 @@ struct config {
 	uint32_t connect_timeout;	/* default 10, 1..3600 */
 	uint32_t congestion_timeout;	/* default 10, 1..86400 */
 	uint32_t reconnect_max;		/* default 30, 1..3600 */
+	uint32_t stop_timeout;		/* default 30, 1..3600 */
 
 	/* mirror (optional section; defaults when absent) */
 	char     listen[256];		/* default "0.0.0.0:7790" */
@@ -48,6 +49,7 @@ struct config {
 	uint32_t poll_us;		/* default 0, 0..1000; 0 = never poll */
 	uint32_t session_timeout;	/* idle_timeout: s, default 30, 2..86400,
 					 * > ping_interval */
+	uint32_t hello_timeout;		/* s, default 10, 1..3600 */
 
 	/* tls (required) */
 	char     tls_ca[4096];
@@ -83,9 +85,10 @@ void config_diff(const struct config *a, const struct config *b,
 
 /*
  * Copies the keys that may change under a running daemon from next into
- * cur: primary.resync_rate, resync_checksums and the link's timers
+ * cur: primary.resync_rate, resync_checksums, the link's timers
  * (ping_interval, idle_timeout, connect_timeout, congestion_timeout,
- * reconnect_max), and mirror.idle_timeout. Returns how many differed.
+ * reconnect_max) and stop_timeout, and mirror.idle_timeout and
+ * hello_timeout. Returns how many differed.
  */
 int config_take_live(struct config *cur, const struct config *next);
 

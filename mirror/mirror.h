@@ -41,7 +41,6 @@
 
 #define MIRROR_MAX_PAYLOAD	(4u << 20)	/* largest frame payload */
 #define MIRROR_ALIGN		512u
-#define MIRROR_HELLO_TIMEOUT	10		/* seconds to the first frame */
 #define MIRROR_OUT_MAX		(1u << 20)	/* pause reading above this */
 #define MIRROR_FMAP_MAX		(1u << 20)	/* frontier map entries */
 

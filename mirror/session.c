@@ -3,7 +3,7 @@
  *
  * A connection lives through: TLS handshake (the peer's certificate must
  * chain to tls.ca and carry tls.peer_name) -> HELLO within
- * MIRROR_HELLO_TIMEOUT -> operations -> GOODBYE or close. Only one
+ * mirror.hello_timeout -> operations -> GOODBYE or close. Only one
  * connection at a time may be past its hello (the primary); another hello
  * is refused with EBUSY, so a stray or hostile client never disturbs the
  * stream being applied.
@@ -900,7 +900,8 @@ hello_timeout(evutil_socket_t fd, short what, void *arg)
 	struct session *s = arg;
 
 	(void)fd; (void)what;
-	session_fail(s, "no hello within %d s", MIRROR_HELLO_TIMEOUT);
+	session_fail(s, "no hello within %u s (mirror.hello_timeout)",
+	    s->s_m->mr_cfg.hello_timeout);
 }
 
 static void
@@ -909,7 +910,7 @@ listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 {
 	struct mirror *m = arg;
 	struct session *s;
-	struct timeval tv = { MIRROR_HELLO_TIMEOUT, 0 };
+	struct timeval tv = { (time_t)m->mr_cfg.hello_timeout, 0 };
 	char host[INET6_ADDRSTRLEN], port[8];
 	SSL *ssl;
 	int one = 1;

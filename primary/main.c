@@ -32,7 +32,6 @@
 #include "primary/primary.h"
 
 #define STOP_GRACE_MS	500	/* for the goodbye to leave */
-#define STOP_LIMIT_S	30	/* a mirror that never acks cannot hold a stop */
 
 static struct event *stop_timer;
 
@@ -42,6 +41,13 @@ stop_now(evutil_socket_t fd, short what, void *arg)
 	struct primary *p = arg;
 
 	(void)fd; (void)what;
+	if (p->p_stopping == 1)	/* not the goodbye's grace: the limit */
+		log_warnx("stopping after primary.stop_timeout (%u s) with %u "
+		    "clients, %u requests in flight and %u operations the "
+		    "mirror has not acknowledged: the metadata is left not "
+		    "clean, and the next start resyncs the hot extents",
+		    p->p_cfg.stop_timeout, nbd_clients(p), p->p_nreq,
+		    repl_pending(p));
 	event_base_loopexit(p->p_base, NULL);
 }
 
@@ -73,7 +79,7 @@ static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct primary *p = arg;
-	struct timeval limit = { STOP_LIMIT_S, 0 };
+	struct timeval limit = { (time_t)p->p_cfg.stop_timeout, 0 };
 
 	(void)what;
 	if (sig == SIGHUP) {

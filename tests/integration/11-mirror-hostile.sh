@@ -4,7 +4,8 @@
 #
 #  1. An honest primary streams in the background. Meanwhile, pre-hello
 #     misbehaviour on other connections: garbage bytes (bad magic), a hello
-#     with version 99, half a hello header then silence (hello timeout), a
+#     with version 99, half a hello header then silence (closed after
+#     mirror.hello_timeout, 3 s here, which the log names), a
 #     client certificate from a rogue CA, a certificate from the right CA
 #     for the wrong name ("intruder"), and a second honest primary
 #     (refused: one session at a time). Each is closed, each gets a log
@@ -29,10 +30,11 @@ sh "$TOP/tests/certs.sh" "$T/certs" intruder || fail "certs.sh intruder"
 sh "$TOP/tests/certs.sh" "$T/rogue" --rogue primary || fail "certs.sh --rogue"
 write_conf "$T/mirror.conf"
 # (below the default primary.ping_interval of 5 s, which must be lower)
-sed -i 's/^  listen = "127.0.0.1:[0-9]*";$/&\n  idle_timeout = 4;/' "$T/mirror.conf"
+sed -i 's/^  listen = "127.0.0.1:[0-9]*";$/&\n  idle_timeout = 4;\n  hello_timeout = 3;/' \
+    "$T/mirror.conf"
 echo 'primary = { ping_interval = 1; };' >>"$T/mirror.conf"
-grep -q '^  idle_timeout = 4;$' "$T/mirror.conf" ||
-    fail "cannot set mirror.idle_timeout in $T/mirror.conf"
+grep -q '^  hello_timeout = 3;$' "$T/mirror.conf" ||
+    fail "cannot set mirror.idle_timeout and hello_timeout in $T/mirror.conf"
 start_mirror
 
 # check_closed NAME RC OUT REGEX: a hostile peer's result and the log line.
@@ -104,7 +106,8 @@ if _alive "$honest"; then
 else
 	echo "     (note: the honest run had already finished)"
 fi
-bg_wait $p_half; check_closed half $? "$T/half.out" 'hello|time'
+bg_wait $p_half
+check_closed half $? "$T/half.out" 'no hello within 3 s \(mirror.hello_timeout\)'
 
 bg_wait $honest
 rc=$?

@@ -187,7 +187,9 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.connect_timeout, 10);
 	ck_assert_uint_eq(cfg.congestion_timeout, 10);
 	ck_assert_uint_eq(cfg.reconnect_max, 30);
+	ck_assert_uint_eq(cfg.stop_timeout, 30);
 	ck_assert_uint_eq(cfg.session_timeout, 30);
+	ck_assert_uint_eq(cfg.hello_timeout, 10);
 	ck_assert_str_eq(cfg.tls_ca, "a");
 	ck_assert_str_eq(cfg.tls_peer_name, "p");
 	ck_assert_str_eq(cfg.status_socket, "/run/duet/db-1.x_y.status");
@@ -201,14 +203,18 @@ START_TEST(test_timers)
 
 	load_ok(VOL_OK "primary = {\n  ping_interval = 1;\n"
 	    "  idle_timeout = 2;\n  connect_timeout = 3;\n"
-	    "  congestion_timeout = 86400;\n  reconnect_max = 3600;\n};\n"
-	    "mirror = {\n  idle_timeout = 7;\n};\n" TLS_OK, &cfg);	/* > ping 1 */
+	    "  congestion_timeout = 86400;\n  reconnect_max = 3600;\n"
+	    "  stop_timeout = 1;\n};\n"
+	    "mirror = {\n  idle_timeout = 7;\n  hello_timeout = 3600;\n};\n"
+	    TLS_OK, &cfg);	/* > ping 1 */
 	ck_assert_uint_eq(cfg.ping_interval, 1);
 	ck_assert_uint_eq(cfg.idle_timeout, 2);
 	ck_assert_uint_eq(cfg.connect_timeout, 3);
 	ck_assert_uint_eq(cfg.congestion_timeout, 86400);
 	ck_assert_uint_eq(cfg.reconnect_max, 3600);
+	ck_assert_uint_eq(cfg.stop_timeout, 1);
 	ck_assert_uint_eq(cfg.session_timeout, 7);
+	ck_assert_uint_eq(cfg.hello_timeout, 3600);
 }
 END_TEST
 
@@ -540,8 +546,12 @@ static const struct {
 	  "%s:3: primary.congestion_timeout: must be 1..86400 (seconds)" },
 	{ VOL_OK "primary = {\n  reconnect_max = 3601;\n};\n",
 	  "%s:3: primary.reconnect_max: must be 1..3600 (seconds)" },
+	{ VOL_OK "primary = {\n  stop_timeout = 0;\n};\n",
+	  "%s:3: primary.stop_timeout: must be 1..3600 (seconds)" },
 	{ VOL_OK "mirror = {\n  idle_timeout = 86401;\n};\n",
 	  "%s:3: mirror.idle_timeout: must be 2..86400 (seconds)" },
+	{ VOL_OK "mirror = {\n  hello_timeout = 3601;\n};\n",
+	  "%s:3: mirror.hello_timeout: must be 1..3600 (seconds)" },
 	/* an idle link pings: it must not time out first */
 	{ VOL_OK TLS_OK "primary = {\n  idle_timeout = 5;\n};\n",
 	  "%s:4: primary.idle_timeout: must be greater than primary.ping_interval (5)" },
