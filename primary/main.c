@@ -39,15 +39,17 @@ static void
 stop_now(evutil_socket_t fd, short what, void *arg)
 {
 	struct primary *p = arg;
+	unsigned pending = repl_pending(p);
 
 	(void)fd; (void)what;
 	if (p->p_stopping == 1)	/* not the goodbye's grace: the limit */
 		log_warnx("stopping after primary.stop_timeout (%u s) with %u "
 		    "clients, %u requests in flight and %u operations the "
-		    "mirror has not acknowledged: the metadata is left not "
-		    "clean, and the next start resyncs the hot extents",
-		    p->p_cfg.stop_timeout, nbd_clients(p), p->p_nreq,
-		    repl_pending(p));
+		    "mirror has not acknowledged%s", p->p_cfg.stop_timeout,
+		    nbd_clients(p), p->p_nreq, pending,
+		    p->p_nreq > 0 || pending > 0 ? ": the metadata is left "
+		    "not clean, and the next start resyncs the hot extents" :
+		    "");
 	event_base_loopexit(p->p_base, NULL);
 }
 
