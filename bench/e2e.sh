@@ -69,7 +69,7 @@
 #                       the same on both daemons)
 #   DUET_INLINE_US [50] mirror.inline_us on both daemons (0: every
 #                       operation is handed to a worker thread)
-#   DUET_POLL_US [0]    mirror.poll_us on both daemons (0: never poll)
+#   DUET_POLL_US [400]  mirror.poll_us on both daemons (0: never poll)
 #   QEMU_AIO [auto]     aio= of QEMU's file nodes: io_uring, threads, or auto
 #                       (io_uring when a qemu-io probe works)
 #   QEMU_NODELAY [auto] 1/0/auto: LD_PRELOAD bench/shim/nodelay.c into the
@@ -111,7 +111,7 @@ DUET_GROUPS=${DUET_GROUPS:-4}
 DUET_TASKS=${DUET_TASKS:-4}
 DUET_RANGE=${DUET_RANGE:-256M}
 DUET_INLINE_US=${DUET_INLINE_US:-50}
-DUET_POLL_US=${DUET_POLL_US:-0}
+DUET_POLL_US=${DUET_POLL_US:-400}
 QEMU_AIO=${QEMU_AIO:-auto}
 QEMU_NODELAY=${QEMU_NODELAY:-auto}
 SETTLE=${SETTLE:-3}

@@ -189,7 +189,7 @@ mirror = {
   tasks_per_group = ${DUET_TASKS:-4};
   range_size = "${DUET_RANGE:-256M}";
   inline_us = ${DUET_INLINE_US:-50};
-  poll_us = ${DUET_POLL_US:-0};
+  poll_us = ${DUET_POLL_US:-400};
 };
 tls = {
   ca = "$W/certs/ca.pem";

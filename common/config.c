@@ -625,6 +625,7 @@ config_defaults(struct config *c)
 	c->tasks_per_group = 4;
 	c->range_size = 256 * MIB;
 	c->inline_us = 50;
+	c->poll_us = 400;
 	c->ping_interval = 5;
 	c->idle_timeout = 15;
 	c->connect_timeout = 10;

@@ -46,7 +46,7 @@ struct config {
 	uint32_t tasks_per_group;	/* default 4, 1..256 */
 	uint64_t range_size;		/* default 256M, power of two, >= 64K */
 	uint32_t inline_us;		/* default 50, 0..1000000; 0 = never */
-	uint32_t poll_us;		/* default 0, 0..1000; 0 = never poll */
+	uint32_t poll_us;		/* default 400, 0..1000; 0 = never poll */
 	uint32_t session_timeout;	/* idle_timeout: s, default 30, 2..86400,
 					 * > ping_interval */
 	uint32_t hello_timeout;		/* s, default 10, 1..3600 */

@@ -37,8 +37,8 @@ status_base(const struct config *cfg, const char *role, time_t started,
 		json_array_append_new(groups, json_pack("{s:i, s:i}",
 		    "main", (int)st.main_depth[i],
 		    "table", (int)st.table_depth[i]));
-	return json_pack("{s:s, s:s, s:s, s:o, s:{s:I, s:I, s:f, s:I}, s:I, "
-	    "s:{s:s, s:i}}",
+	return json_pack("{s:s, s:s, s:s, s:o, "
+	    "s:{s:I, s:I, s:f, s:I, s:i}, s:I, s:{s:s, s:i}}",
 	    "volume", cfg->vol_name,
 	    "role", role,
 	    "mode", config_mode_name(cfg->mode),
@@ -47,6 +47,7 @@ status_base(const struct config *cfg, const char *role, time_t started,
 	    "inline_ops", (json_int_t)st.inlined,
 	    "apply_us", (double)st.apply_ns / 1000.0,
 	    "polls", (json_int_t)stream_loop_polls(),
+	    "poll_window_us", (int)stream_loop_window_us(),
 	    "uptime_s", (json_int_t)(time(NULL) - started),
 	    "version", "duet", DUET_VERSION, "protocol", WIRE_VERSION);
 }

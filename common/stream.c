@@ -68,6 +68,7 @@ enum phase {
 /* Event thread only (stream_loop's busy test). */
 static uint64_t stream_nread;	/* successful socket reads, all streams */
 static uint64_t stream_npolls;	/* stream_loop's non-blocking passes */
+static uint64_t stream_window_ns;	/* stream_loop's poll window now */
 
 struct stream {
 	int		 s_fd;
@@ -988,18 +989,44 @@ stream_tls_error(struct stream *s)
 }
 
 void
+stream_pollwin_init(struct stream_pollwin *pw, unsigned max_us)
+{
+	pw->pw_max_ns = (uint64_t)max_us * 1000u;
+	pw->pw_ns = 0;
+}
+
+void
+stream_pollwin_slept(struct stream_pollwin *pw, uint64_t idle_ns)
+{
+	if (idle_ns > pw->pw_max_ns) {
+		/* Even the longest window would have been spent in vain. */
+		pw->pw_ns /= 2;
+		if (pw->pw_ns < STREAM_POLL_START_NS)
+			pw->pw_ns = 0;
+	} else if (pw->pw_ns < pw->pw_max_ns) {
+		/* A longer window would have caught it. */
+		pw->pw_ns = pw->pw_ns == 0 ? STREAM_POLL_START_NS :
+		    pw->pw_ns * 2;
+		if (pw->pw_ns > pw->pw_max_ns)
+			pw->pw_ns = pw->pw_max_ns;
+	}
+}
+
+void
 stream_loop(struct event_base *base, unsigned poll_us)
 {
+	struct stream_pollwin pw;
 	uint64_t t0, seen;
 
 	if (poll_us == 0) {
 		event_base_dispatch(base);
 		return;
 	}
+	stream_pollwin_init(&pw, poll_us);
 	for (;;) {
 		t0 = now_ns();
 		seen = stream_nread;
-		while (now_ns() - t0 < poll_us * 1000ull) {
+		while (now_ns() - t0 < pw.pw_ns) {
 			event_base_loop(base, EVLOOP_NONBLOCK);
 			stream_npolls++;
 			if (event_base_got_exit(base) ||
@@ -1013,6 +1040,11 @@ stream_loop(struct event_base *base, unsigned poll_us)
 		event_base_loop(base, EVLOOP_ONCE);
 		if (event_base_got_exit(base) || event_base_got_break(base))
 			return;
+		/* Only input counts: timers and completions say nothing
+		 * about when the next request comes. */
+		if (stream_nread != seen)
+			stream_pollwin_slept(&pw, now_ns() - t0);
+		stream_window_ns = pw.pw_ns;
 	}
 }
 
@@ -1020,4 +1052,10 @@ uint64_t
 stream_loop_polls(void)
 {
 	return stream_npolls;
+}
+
+unsigned
+stream_loop_window_us(void)
+{
+	return (unsigned)(stream_window_ns / 1000u);
 }

@@ -115,17 +115,37 @@ void stream_set_timeout(struct stream *s, const struct timeval *tv);
 SSL *stream_ssl(struct stream *s);
 
 /*
- * Runs base until event_base_loopexit() or _loopbreak(). With poll_us,
- * after a pass in which some stream read input, the loop keeps looking
- * without sleeping (epoll with a zero timeout) until poll_us pass with no
- * input, and only then sleeps in epoll_wait: under load it polls, idle it
- * waits for an interrupt. Polling saves the wake-up of a sleeping thread
- * (tens of microseconds on a virtual machine) at the price of the CPU
- * spent looking. 0: always sleep (event_base_dispatch).
+ * Runs base until event_base_loopexit() or _loopbreak(). With poll_us, the
+ * loop polls: after a pass in which some stream read input, it keeps
+ * looking without sleeping (epoll with a zero timeout) for a window with no
+ * input, and only then sleeps in epoll_wait. Polling saves the wake-up of a
+ * sleeping thread (tens of microseconds on a virtual machine) at the price
+ * of the CPU spent looking. The window adapts (struct stream_pollwin)
+ * between 0 and poll_us: idle or at a low rate it is 0 and the loop sleeps
+ * as with poll_us 0. 0: always sleep (event_base_dispatch).
  */
 void stream_loop(struct event_base *base, unsigned poll_us);
 /* Non-blocking passes stream_loop made while polling. */
 uint64_t stream_loop_polls(void);
+/* stream_loop's poll window now, in microseconds. */
+unsigned stream_loop_window_us(void);
+
+/*
+ * The poll window, as halt polling in KVM sizes its own. After the loop
+ * slept and input woke it, idle_ns after the last input: if a window of
+ * pw_max_ns would have caught that input, the window doubles (from
+ * STREAM_POLL_START_NS, up to pw_max_ns); if not, polling would have been
+ * spent in vain and the window halves (to 0 below the start). Input that
+ * arrives while the loop polls leaves it as it is.
+ */
+#define STREAM_POLL_START_NS	10000u
+struct stream_pollwin {
+	uint64_t	pw_max_ns;
+	uint64_t	pw_ns;
+};
+void stream_pollwin_init(struct stream_pollwin *pw, unsigned max_us);
+void stream_pollwin_slept(struct stream_pollwin *pw, uint64_t idle_ns);
+
 /* The OpenSSL errors that ended a TLS stream, oldest first; 0 at the end. */
 unsigned long stream_tls_error(struct stream *s);
 

@@ -3,8 +3,9 @@
 # the page cache are applied by the thread that received them on both
 # daemons (engine.inline_ops counts them); with inline_us = 0 every op goes
 # to a worker thread (inline_ops stays 0). The first pair also polls
-# (mirror.poll_us: engine.polls grows on both daemons), the second never
-# does (polls stays 0). Either way fio's verify pass reads back what it
+# (mirror.poll_us: engine.polls grows on both daemons, and neither's
+# engine.poll_window_us passes poll_us), the second never does (polls and
+# the window stay 0). Either way fio's verify pass reads back what it
 # wrote and the mirror equals the primary byte for byte.
 NEED_PRIMARY=1
 . "$(dirname "$0")/lib.sh"
@@ -17,7 +18,7 @@ mk_certs
 engine() {
 	"$DUET_BUILD/duetctl" -s "$1" status --json | python3 -c 'import json, sys
 e = json.load(sys.stdin)["engine"]
-print(e["ops"], e["inline_ops"], e["polls"])'
+print(e["ops"], e["inline_ops"], e["polls"], e["poll_window_us"])'
 }
 
 # counted KEY VALUE WHAT PRIMARY MIRROR: with KEY at 0 neither daemon counted
@@ -53,12 +54,15 @@ run() {
 	    >"$T/fio.out" 2>&1 ||
 	    fail "fio (inline_us $1): $(tail -5 "$T/fio.out")"
 	set -- "$1" $(engine "$PRIMARY_STATUS") $(engine "$MIRROR_STATUS")
-	[ $# -eq 7 ] || fail "no engine object in the status (inline_us $1)"
-	echo "     inline_us $1: primary $3 of $2 ops inline, mirror $6 of $5;" \
-	    "poll_us $poll: polls primary $4, mirror $7"
-	counted poll_us "$poll" "polls of the event loop" "$4" "$7"
-	counted inline_us "$1" "ops run inline" "$3" "$6"
-	set -- "$1" "$2" "$3" "$5" "$6"
+	[ $# -eq 9 ] || fail "no engine object in the status (inline_us $1)"
+	echo "     inline_us $1: primary $3 of $2 ops inline, mirror $7 of $6;" \
+	    "poll_us $poll: polls primary $4, mirror $8; window primary" \
+	    "$5 us, mirror $9 us"
+	counted poll_us "$poll" "polls of the event loop" "$4" "$8"
+	counted inline_us "$1" "ops run inline" "$3" "$7"
+	[ "$5" -le "$poll" ] && [ "$9" -le "$poll" ] ||
+	    fail "poll window past poll_us $poll (primary $5, mirror $9)"
+	set -- "$1" "$2" "$3" "$6" "$7"
 	# fio writes 2048 blocks, then reads them back (primary only).
 	[ "$2" -ge 4096 ] && [ "$4" -ge 2048 ] ||
 	    fail "fewer ops than fio made (primary $2 of 4096, mirror $4" \
@@ -69,6 +73,6 @@ run() {
 	echo "ok   inline_us $1: fio verified, the mirror equals the primary"
 }
 
-run 1000000 100
+run 1000000 1000
 run 0 0
 echo "PASS: $TNAME"

@@ -181,7 +181,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.tasks_per_group, 4);
 	ck_assert_uint_eq(cfg.range_size, 256 * M);
 	ck_assert_uint_eq(cfg.inline_us, 50);
-	ck_assert_uint_eq(cfg.poll_us, 0);
+	ck_assert_uint_eq(cfg.poll_us, 400);
 	ck_assert_uint_eq(cfg.ping_interval, 5);
 	ck_assert_uint_eq(cfg.idle_timeout, 15);
 	ck_assert_uint_eq(cfg.connect_timeout, 10);

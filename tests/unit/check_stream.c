@@ -323,6 +323,39 @@ START_TEST(loop_polls_after_input_and_stops_on_exit)
 }
 END_TEST
 
+/*
+ * The poll window: it grows, doubling, while the input that woke the loop
+ * came soon enough for a window of the maximum to catch it, up to that
+ * maximum; it halves to nothing while the input comes later; 0 never
+ * polls.
+ */
+START_TEST(poll_window_grows_for_near_input_and_shrinks_for_far)
+{
+	static const uint64_t grow[] = { 10, 20, 40, 80, 160, 200, 200 };
+	static const uint64_t shrink[] = { 100, 50, 25, 12, 0, 0 };
+	struct stream_pollwin pw;
+	size_t i;
+
+	stream_pollwin_init(&pw, 200);
+	ck_assert_uint_eq(pw.pw_ns, 0);
+	for (i = 0; i < sizeof(grow) / sizeof(grow[0]); i++) {
+		stream_pollwin_slept(&pw, 150000);	/* inside 200 us */
+		ck_assert_uint_eq(pw.pw_ns / 1000, grow[i]);
+	}
+	stream_pollwin_slept(&pw, 200000);	/* exactly the maximum */
+	ck_assert_uint_eq(pw.pw_ns, 200000);
+	for (i = 0; i < sizeof(shrink) / sizeof(shrink[0]); i++) {
+		stream_pollwin_slept(&pw, 200001);
+		ck_assert_uint_eq(pw.pw_ns / 1000, shrink[i]);
+	}
+
+	stream_pollwin_init(&pw, 0);
+	stream_pollwin_slept(&pw, 0);
+	stream_pollwin_slept(&pw, 5000);
+	ck_assert_uint_eq(pw.pw_ns, 0);
+}
+END_TEST
+
 /* ---- TLS ------------------------------------------------------------- */
 
 /*
@@ -784,6 +817,7 @@ stream_suite(void)
 	tcase_add_test(tc, eof_ends_the_stream);
 	tcase_add_test(tc, write_to_a_closed_peer_ends_with_its_errno);
 	tcase_add_test(tc, loop_polls_after_input_and_stops_on_exit);
+	tcase_add_test(tc, poll_window_grows_for_near_input_and_shrinks_for_far);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("TLS");
