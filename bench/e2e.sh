@@ -34,6 +34,11 @@
 #                        never forwards a FLUSH).
 #   d_randr4k_qd32       4 KiB random read, iodepth 32 (after the writes)
 #
+# With job c, after the rounds: bench/flushfloor on E2E_TMP (one 4 KiB write
+# and fdatasync at a time, against two files written and fdatasync'ed at
+# once; no network), and from it and nbdkit's job c the most any replicator
+# whose FLUSH reaches both copies on this one disk could reach, x nbdkit.
+#
 # Verification, for every replicating system: cmp of the two volume files
 # after the initial sync (before any client write) and after the jobs and a
 # clean stop (duet: SIGTERM to the primary, which answers what is in flight
@@ -680,6 +685,13 @@ while [ $_round -le "$ROUNDS" ]; do
 	done
 	_round=$((_round + 1))
 done
+case " $E2E_JOBS " in
+*" c "*)
+	say "=== flushfloor (job c's floor on this disk)"
+	"$B/bench/flushfloor" --seconds 6 "$E2E_TMP" >"$R/flushfloor" ||
+	    say "flushfloor failed; no floor in the report"
+	;;
+esac
 
 # The report: the table (medians over the rounds), the targets, then one
 # line of details per system and round.
@@ -839,6 +851,21 @@ print("targets (issue 6, x nbdkit; for reference, never fatal): " + "; ".join(pa
 print("reference medians (../shared/bench, ROUNDS=3, 2026-11-22): nbdkit 85.5k IOPS (a), "
       "1604 MB/s (b), 2090 IOPS (c);\nQEMU active mirror over TLS 7.7k IOPS (a), "
       "161 MB/s (b), 637 IOPS (c, writethrough)")
+try:
+    ff = open(os.path.join(rdir, "flushfloor")).read().split()
+    one, two = float(ff[2]), float(ff[ff.index("once:") + 1].rstrip("/s"))
+except (OSError, ValueError, IndexError):
+    one = two = None
+if one and two:
+    extra = 1e6 / two - 1e6 / one
+    print("job c's floor on this disk (bench/flushfloor, no network): one "
+          "4 KiB write + fdatasync %.0f us, two files fdatasync'ed at once "
+          "%.0f us;" % (1e6 / one, 1e6 / two))
+    n = res.get(("nbdkit", "c"))
+    if n and n["iops"] > 0:
+        print("a FLUSH that reaches both copies costs %.0f us more, so with "
+              "nothing else added job c reaches at most %.2fx nbdkit here" % (
+                  extra, (1e6 / n["iops"]) / (1e6 / n["iops"] + extra)))
 if rounds > 1:
     print()
     print("IOPS of each round:")

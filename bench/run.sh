@@ -48,6 +48,7 @@ run() {
 
 run engine
 run dispatch
+run flushfloor
 
 # The end-to-end bench is a script, not a C program, and takes minutes: it
 # runs only when asked for. Exit 77 (a tool is missing) is a skip.

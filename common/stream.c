@@ -43,6 +43,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -993,6 +994,20 @@ stream_pollwin_init(struct stream_pollwin *pw, unsigned max_us)
 {
 	pw->pw_max_ns = (uint64_t)max_us * 1000u;
 	pw->pw_ns = 0;
+	pw->pw_spare = 1;
+}
+
+void
+stream_pollwin_load(struct stream_pollwin *pw, double idle_cpus,
+    double polled_cpus)
+{
+	pw->pw_spare = idle_cpus + polled_cpus >= STREAM_POLL_SPARE_CPUS;
+}
+
+uint64_t
+stream_pollwin_ns(const struct stream_pollwin *pw)
+{
+	return pw->pw_spare ? pw->pw_ns : 0;
 }
 
 void
@@ -1012,39 +1027,117 @@ stream_pollwin_slept(struct stream_pollwin *pw, uint64_t idle_ns)
 	}
 }
 
+/* The host's idle (with iowait) and total jiffies so far; 0, or -1 when
+ * /proc/stat cannot be read. */
+static int
+host_jiffies(uint64_t *idle, uint64_t *total)
+{
+	unsigned long long v[8];
+	char buf[256];
+	ssize_t n;
+	int fd, i;
+
+	if ((fd = open("/proc/stat", O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* user nice system idle iowait irq softirq steal */
+	if (sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+	    &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
+		return -1;
+	*idle = v[3] + v[4];
+	for (*total = 0, i = 0; i < 8; i++)
+		*total += v[i];
+	return 0;
+}
+
+/* The loop's look at the host's CPU (stream_pollwin_load). */
+struct loadwatch {
+	uint64_t	lw_t0;		/* start of the interval (now_ns) */
+	uint64_t	lw_idle, lw_total;	/* jiffies at lw_t0 */
+	uint64_t	lw_polled;	/* ns spent polling in vain since */
+	double		lw_ncpu;
+	int		lw_ok;		/* /proc/stat is readable */
+};
+
+static void
+loadwatch_init(struct loadwatch *lw)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	lw->lw_t0 = now_ns();
+	lw->lw_polled = 0;
+	lw->lw_ncpu = n > 0 ? (double)n : 1.0;
+	lw->lw_ok = host_jiffies(&lw->lw_idle, &lw->lw_total) == 0;
+}
+
+/* Every STREAM_POLL_LOAD_NS, tells pw how much CPU the host had spare. */
+static void
+loadwatch_tick(struct loadwatch *lw, struct stream_pollwin *pw, uint64_t now)
+{
+	uint64_t idle, total, span = now - lw->lw_t0;
+
+	if (!lw->lw_ok || span < STREAM_POLL_LOAD_NS)
+		return;
+	if (host_jiffies(&idle, &total) != 0) {
+		lw->lw_ok = 0;
+		stream_pollwin_load(pw, lw->lw_ncpu, 0);
+		return;
+	}
+	if (total > lw->lw_total)
+		stream_pollwin_load(pw, (double)(idle - lw->lw_idle) /
+		    (double)(total - lw->lw_total) * lw->lw_ncpu,
+		    (double)lw->lw_polled / (double)span);
+	lw->lw_t0 = now;
+	lw->lw_idle = idle;
+	lw->lw_total = total;
+	lw->lw_polled = 0;
+}
+
 void
 stream_loop(struct event_base *base, unsigned poll_us)
 {
 	struct stream_pollwin pw;
-	uint64_t t0, seen;
+	struct loadwatch lw;
+	uint64_t t0, t1, t2, seen;
 
 	if (poll_us == 0) {
 		event_base_dispatch(base);
 		return;
 	}
 	stream_pollwin_init(&pw, poll_us);
+	loadwatch_init(&lw);
 	for (;;) {
-		t0 = now_ns();
+		t0 = t1 = now_ns();
 		seen = stream_nread;
-		while (now_ns() - t0 < pw.pw_ns) {
+		while (t1 - t0 < stream_pollwin_ns(&pw)) {
 			event_base_loop(base, EVLOOP_NONBLOCK);
 			stream_npolls++;
 			if (event_base_got_exit(base) ||
 			    event_base_got_break(base))
 				return;
+			t2 = now_ns();
 			if (stream_nread != seen) {	/* busy: look again */
 				seen = stream_nread;
-				t0 = now_ns();
-			}
+				t0 = t2;
+			} else
+				lw.lw_polled += t2 - t1;
+			t1 = t2;
+			loadwatch_tick(&lw, &pw, t1);
 		}
+		stream_window_ns = stream_pollwin_ns(&pw);
 		event_base_loop(base, EVLOOP_ONCE);
 		if (event_base_got_exit(base) || event_base_got_break(base))
 			return;
+		t1 = now_ns();
 		/* Only input counts: timers and completions say nothing
 		 * about when the next request comes. */
 		if (stream_nread != seen)
-			stream_pollwin_slept(&pw, now_ns() - t0);
-		stream_window_ns = pw.pw_ns;
+			stream_pollwin_slept(&pw, t1 - t0);
+		loadwatch_tick(&lw, &pw, t1);
 	}
 }
 

@@ -27,6 +27,7 @@
 
 #include <sys/socket.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/ssl.h>
 
@@ -122,12 +123,16 @@ SSL *stream_ssl(struct stream *s);
  * sleeping thread (tens of microseconds on a virtual machine) at the price
  * of the CPU spent looking. The window adapts (struct stream_pollwin)
  * between 0 and poll_us: idle or at a low rate it is 0 and the loop sleeps
- * as with poll_us 0. 0: always sleep (event_base_dispatch).
+ * as with poll_us 0; and it is 0 while the host's CPUs have less than
+ * STREAM_POLL_SPARE_CPUS to spare (read from /proc/stat every
+ * STREAM_POLL_LOAD_NS), where polling would take time from the work.
+ * 0: always sleep (event_base_dispatch).
  */
 void stream_loop(struct event_base *base, unsigned poll_us);
 /* Non-blocking passes stream_loop made while polling. */
 uint64_t stream_loop_polls(void);
-/* stream_loop's poll window now, in microseconds. */
+/* stream_loop's poll window now, in microseconds (0 while the host has no
+ * CPU to spare). */
 unsigned stream_loop_window_us(void);
 
 /*
@@ -137,14 +142,28 @@ unsigned stream_loop_window_us(void);
  * STREAM_POLL_START_NS, up to pw_max_ns); if not, polling would have been
  * spent in vain and the window halves (to 0 below the start). Input that
  * arrives while the loop polls leaves it as it is.
+ *
+ * And by processor load: stream_pollwin_load gets the CPUs the host left
+ * idle over the last interval and the CPUs this loop spent polling in vain
+ * (idle but for the polling); while the two come to less than
+ * STREAM_POLL_SPARE_CPUS, the window in effect (stream_pollwin_ns) is 0:
+ * a polling thread would take a CPU that another thread, the peer's or a
+ * client's, is waiting for.
  */
 #define STREAM_POLL_START_NS	10000u
+#define STREAM_POLL_SPARE_CPUS	0.5
+#define STREAM_POLL_LOAD_NS	(100 * UINT64_C(1000000))
 struct stream_pollwin {
 	uint64_t	pw_max_ns;
-	uint64_t	pw_ns;
+	uint64_t	pw_ns;		/* grown and shrunk by input */
+	int		pw_spare;	/* the host has CPU to spare */
 };
 void stream_pollwin_init(struct stream_pollwin *pw, unsigned max_us);
 void stream_pollwin_slept(struct stream_pollwin *pw, uint64_t idle_ns);
+void stream_pollwin_load(struct stream_pollwin *pw, double idle_cpus,
+    double polled_cpus);
+/* The window in effect, in nanoseconds. */
+uint64_t stream_pollwin_ns(const struct stream_pollwin *pw);
 
 /* The OpenSSL errors that ended a TLS stream, oldest first; 0 at the end. */
 unsigned long stream_tls_error(struct stream *s);

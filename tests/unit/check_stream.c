@@ -326,8 +326,9 @@ END_TEST
 /*
  * The poll window: it grows, doubling, while the input that woke the loop
  * came soon enough for a window of the maximum to catch it, up to that
- * maximum; it halves to nothing while the input comes later; 0 never
- * polls.
+ * maximum; it halves to nothing while the input comes later; it is 0 in
+ * effect while the host has less than half a CPU to spare, counting what
+ * the loop polled in vain as spare; 0 never polls.
  */
 START_TEST(poll_window_grows_for_near_input_and_shrinks_for_far)
 {
@@ -344,6 +345,16 @@ START_TEST(poll_window_grows_for_near_input_and_shrinks_for_far)
 	}
 	stream_pollwin_slept(&pw, 200000);	/* exactly the maximum */
 	ck_assert_uint_eq(pw.pw_ns, 200000);
+	ck_assert_uint_eq(stream_pollwin_ns(&pw), 200000);
+
+	stream_pollwin_load(&pw, 0.2, 0.2);	/* 0.4 CPUs spare */
+	ck_assert_uint_eq(stream_pollwin_ns(&pw), 0);
+	stream_pollwin_slept(&pw, 150000);	/* still adapts meanwhile */
+	ck_assert_uint_eq(pw.pw_ns, 200000);
+	stream_pollwin_load(&pw, 0.1, 0.4);	/* 0.5: enough */
+	ck_assert_uint_eq(stream_pollwin_ns(&pw), 200000);
+	stream_pollwin_load(&pw, 1.5, 0);
+	ck_assert_uint_eq(stream_pollwin_ns(&pw), 200000);
 	for (i = 0; i < sizeof(shrink) / sizeof(shrink[0]); i++) {
 		stream_pollwin_slept(&pw, 200001);
 		ck_assert_uint_eq(pw.pw_ns / 1000, shrink[i]);
