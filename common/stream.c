@@ -1087,7 +1087,8 @@ loadwatch_tick(struct loadwatch *lw, struct stream_pollwin *pw, uint64_t now)
 		stream_pollwin_load(pw, lw->lw_ncpu, 0);
 		return;
 	}
-	if (total > lw->lw_total)
+	/* iowait may run backwards (proc(5)): skip such an interval. */
+	if (total > lw->lw_total && idle >= lw->lw_idle)
 		stream_pollwin_load(pw, (double)(idle - lw->lw_idle) /
 		    (double)(total - lw->lw_total) * lw->lw_ncpu,
 		    (double)lw->lw_polled / (double)span);
