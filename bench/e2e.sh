@@ -706,7 +706,7 @@ for sys in $E2E_SYSTEMS; do
 done
 # shellcheck disable=SC2086 # _names is a word list
 python3 - "$R" "$ROUNDS" "$E2E_JOBS" $_names <<'EOF'
-import json, math, os, statistics, sys
+import json, math, os, re, statistics, sys
 
 rdir, rounds, jobs, systems = (sys.argv[1], int(sys.argv[2]), sys.argv[3].split(),
                                sys.argv[4:])
@@ -852,10 +852,11 @@ print("reference medians (../shared/bench, ROUNDS=3, 2026-11-22): nbdkit 85.5k I
       "1604 MB/s (b), 2090 IOPS (c);\nQEMU active mirror over TLS 7.7k IOPS (a), "
       "161 MB/s (b), 637 IOPS (c, writethrough)")
 try:
-    ff = open(os.path.join(rdir, "flushfloor")).read().split()
-    one, two = float(ff[2]), float(ff[ff.index("once:") + 1].rstrip("/s"))
-except (OSError, ValueError, IndexError):
-    one = two = None
+    ff = re.search(r"one file: ([0-9.]+) .* at once: ([0-9.]+)/s",
+                   open(os.path.join(rdir, "flushfloor")).read())
+except OSError:
+    ff = None
+one, two = (float(ff.group(1)), float(ff.group(2))) if ff else (None, None)
 if one and two:
     extra = 1e6 / two - 1e6 / one
     print("job c's floor on this disk (bench/flushfloor, no network): one "
