@@ -111,13 +111,16 @@ struct tg {
 	/* Inline execution (tg.h): the mean apply time decides. */
 	uint64_t	   tg_apply_ns;	/* moving average (atomic, relaxed) */
 	uint64_t	   tg_inlined;	/* dispatcher only; read for stats */
+	struct tg_op	  *tg_claimed;	/* dispatcher only: tg_submit_claim's
+					 * op, not yet applied */
 };
 
 static void op_complete(struct tg *, struct tg_op *);
 static void flush_run(struct tg *, struct tg_op *);
 
 /* p_task of a piece the dispatcher applies itself: no task holds it, and
- * none can need to (it is the newest entry while it runs). */
+ * none can need to (it is the newest entry until it is applied: a claimed
+ * op is applied before the dispatcher's next call into the engine). */
 #define TASK_INLINE	UINT32_MAX
 
 /*
@@ -348,12 +351,25 @@ inline_run(struct tg *tg, struct tg_op *op)
 	piece_done(tg, p, status);
 }
 
-int
-tg_submit(struct tg *tg, struct tg_op *op)
+void
+tg_run_claimed(struct tg *tg)
+{
+	struct tg_op *op;
+
+	if ((op = tg->tg_claimed) != NULL) {
+		tg->tg_claimed = NULL;
+		inline_run(tg, op);
+	}
+}
+
+/* tg_submit, or with claim tg_submit_claim. */
+static int
+submit(struct tg *tg, struct tg_op *op, int claim)
 {
 	struct wake_list wl = { 0 };
 	int rc, inl = 0;
 
+	tg_run_claimed(tg);
 	if (op->frontier >= op->seq || (op->type != TG_FLUSH && op->len == 0) ||
 	    op->off + op->len < op->off)
 		return -EINVAL;
@@ -409,9 +425,24 @@ tg_submit(struct tg *tg, struct tg_op *op)
 		__atomic_store_n(&tg->tg_inlined, tg->tg_inlined + 1,
 		    __ATOMIC_RELAXED);
 		flush_run(tg, op);
+	} else if (inl && claim) {
+		tg->tg_claimed = op;
+		return 1;
 	} else if (inl)
 		inline_run(tg, op);
 	return 0;
+}
+
+int
+tg_submit(struct tg *tg, struct tg_op *op)
+{
+	return submit(tg, op, 0);
+}
+
+int
+tg_submit_claim(struct tg *tg, struct tg_op *op)
+{
+	return submit(tg, op, 1);
 }
 
 /*
@@ -757,6 +788,7 @@ fail:
 void
 tg_drain(struct tg *tg)
 {
+	tg_run_claimed(tg);
 	pthread_mutex_lock(&tg->tg_lock);
 	while (__atomic_load_n(&tg->tg_undone, __ATOMIC_ACQUIRE) > 0)
 		pthread_cond_wait(&tg->tg_drained, &tg->tg_lock);

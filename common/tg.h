@@ -17,7 +17,8 @@
  *     below it has completed, and completes after that flush returns;
  *  4. hence the image equals applying all operations in sequence order.
  *
- * Threads: tg_submit is called by one dispatcher at a time, with strictly
+ * Threads: tg_submit (and tg_submit_claim, tg_run_claimed, tg_drain,
+ * tg_destroy) is called by one dispatcher at a time, with strictly
  * increasing sequence numbers and non-decreasing frontiers. backend->apply
  * and ->flush run on engine threads, as does op->done.
  *
@@ -150,8 +151,19 @@ int tg_create(struct tg **out, const struct tg_params *p,
  * -ENOMEM; on error the op is not taken and done is never called.
  */
 int tg_submit(struct tg *tg, struct tg_op *op);
+/*
+ * As tg_submit, except that an op tg_submit would apply inline is only
+ * claimed: its range is held as if a task were applying it, and it returns
+ * 1. The dispatcher applies it with tg_run_claimed, which lets it start
+ * something else first (the primary sends the op's frame to the mirror);
+ * any other call into the engine applies it first, so nothing newer is
+ * queued behind it. At most one op is claimed at a time.
+ */
+int tg_submit_claim(struct tg *tg, struct tg_op *op);
+/* Applies the op tg_submit_claim claimed, if any (done() runs inside). */
+void tg_run_claimed(struct tg *tg);
 /* Waits until every submitted operation has completed and its done()
- * has returned. */
+ * has returned; a claimed op is applied first. */
 void tg_drain(struct tg *tg);
 /* Drains, stops the threads, frees the engine. */
 void tg_destroy(struct tg *tg);

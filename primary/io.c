@@ -315,7 +315,7 @@ void
 io_submit(struct primary *p, struct preq *r)
 {
 	struct tg_op *op = &r->pr_op;
-	int rc;
+	int rc, replicate;
 
 	r->pr_p = p;
 	op->seq = ++p->p_seq;
@@ -395,7 +395,9 @@ io_submit(struct primary *p, struct preq *r)
 	}
 	/* Into the engine first: a frame must never leave for a request the
 	 * local side refused. Nothing completes before this turn ends. */
-	if ((rc = tg_submit(p->p_tg, op)) != 0) {
+	replicate = op->type != TG_READ && repl_connected(p);
+	if ((rc = replicate ? tg_submit_claim(p->p_tg, op) :
+	    tg_submit(p->p_tg, op)) < 0) {
 		log_warnx("cannot queue a request: %s", strerror(-rc));
 		r->pr_local_status = rc;
 		r->pr_state |= PR_LOCAL_DONE | PR_REMOTE_DONE;
@@ -405,14 +407,28 @@ io_submit(struct primary *p, struct preq *r)
 		io_maybe_finish(p, r);
 		return;
 	}
-	if (op->type != TG_READ && repl_connected(p)) {
+	if (replicate) {
 		r->pr_state |= PR_REPLICATE;
 		repl_send(p, r);	/* sets PR_REMOTE_DONE as the mode says */
+		/* A claimed write is applied after the frame's send, which
+		 * repl_send queued as an event of this turn: its local
+		 * write then overlaps the trip to the mirror. */
+		if (rc == 1)
+			event_active(p->p_claimed_ev, EV_TIMEOUT, 0);
 	} else {
 		/* Reads stay local; writes were recorded (io_cr_begin) and
 		 * reach the mirror by the next resync. */
 		r->pr_state |= PR_REMOTE_DONE;
 	}
+}
+
+static void
+io_run_claimed(evutil_socket_t fd, short what, void *arg)
+{
+	struct primary *p = arg;
+
+	(void)fd; (void)what;
+	tg_run_claimed(p->p_tg);
 }
 
 int
@@ -433,6 +449,9 @@ io_init(struct primary *p)
 	    p->p_cfg.max_inflight);
 	if ((rc = cq_init(&p->p_cq, p->p_base, io_drain, p)) != 0)
 		return rc;
+	if ((p->p_claimed_ev = event_new(p->p_base, -1, 0, io_run_claimed,
+	    p)) == NULL)
+		return -ENOMEM;
 	return tg_create(&p->p_tg, &tp, &be);
 }
 
@@ -441,6 +460,9 @@ io_fini(struct primary *p)
 {
 	tg_destroy(p->p_tg);
 	p->p_tg = NULL;
+	if (p->p_claimed_ev != NULL)
+		event_free(p->p_claimed_ev);
+	p->p_claimed_ev = NULL;
 	cq_fini(&p->p_cq);
 	pool_fini(&p->p_pool);
 }

@@ -15,8 +15,10 @@
  * every field here not marked otherwise. The engine's workers run storage
  * calls and hand finished requests back through the completion queue
  * (p_cq), as in duet-mirror. While the storage is fast, the event thread
- * runs the storage call itself inside tg_submit (mirror.inline_us); the
- * request still comes back through p_cq, on a later turn.
+ * runs the storage call itself (mirror.inline_us): for a replicated write,
+ * after the write's frame has gone to the mirror in the same turn, so the
+ * two copies are written at once; the request still comes back through
+ * p_cq, on a later turn.
  *
  * A request (struct preq) sits on at most one list at a time besides the
  * ordered lists of io.c, and is answered and freed exactly once, by io.c,
@@ -219,6 +221,8 @@ struct primary {
 	struct preq	*p_inc_head;	/* not yet answered, seq order */
 	struct preq	*p_inc_tail;
 	struct cq	 p_cq;		/* finished locally, for io_drain */
+	struct event	*p_claimed_ev;	/* applies an op tg_submit_claim held
+					 * back for its frame to leave first */
 	unsigned	 p_nreq;	/* requests alive */
 	struct pool	 p_pool;	/* io_alloc's free list */
 

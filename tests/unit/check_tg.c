@@ -291,6 +291,77 @@ START_TEST(inline_only_when_nothing_older_overlaps)
 END_TEST
 
 /*
+ * tg_submit_claim: an op that would run inline is held, not applied, until
+ * tg_run_claimed or the dispatcher's next call into the engine, which
+ * applies it first; the range stays held meanwhile, so order is kept. An
+ * op that could not run inline is queued as by tg_submit (0).
+ */
+START_TEST(claimed_op_waits_for_run_or_the_next_call)
+{
+	struct tg_params p = { .groups = 1, .tasks = 2, .range_size = 1 << 20,
+	    .inline_ns = UINT32_MAX };
+	struct tg_backend be = { ctl_apply, ctl_flush, NULL };
+	struct tg *tg;
+	struct tg_op a, b, c, e, f, g, h, i;
+	struct tg_stats st;
+
+	set_policy(_i);
+	p.wake = POLICY;
+	ctl_reset(0);
+	ck_assert_int_eq(tg_create(&tg, &p, &be), 0);
+
+	op_init(&a, TG_WRITE, 1, 0, 0, 4096);
+	ck_assert_int_eq(tg_submit_claim(tg, &a), 1);
+	settle();
+	ck_assert_int_eq(C.nstarted, 0);	/* no task took it */
+	tg_get_stats(tg, &st);
+	ck_assert_uint_eq(st.inflight, 1);
+	tg_run_claimed(tg);
+	ck_assert_int_eq(C.ndone, 1);		/* applied and done inside */
+	tg_run_claimed(tg);			/* nothing claimed: no-op */
+	ck_assert_int_eq(C.nstarted, 1);
+
+	/* c overlaps the claimed b: submitting c applies b first. */
+	op_init(&b, TG_WRITE, 2, 0, 0, 8192);
+	op_init(&c, TG_WRITE, 3, 0, 4096, 4096);
+	ck_assert_int_eq(tg_submit_claim(tg, &b), 1);
+	ck_assert_int_eq(tg_submit(tg, &c), 0);
+	ck_assert_int_eq(ctl_wait(&C.nfinished, 3), 3);
+	ck_assert_uint_eq(C.started[1], 2);
+	ck_assert_uint_eq(C.started[2], 3);
+
+	/* A FLUSH after a claimed write: the write is applied, then the
+	 * flush runs after it. */
+	op_init(&e, TG_WRITE, 4, 0, 65536, 4096);
+	op_init(&f, TG_FLUSH, 5, 0, 0, 0);
+	ck_assert_int_eq(tg_submit_claim(tg, &e), 1);
+	ck_assert_int_eq(tg_submit(tg, &f), 0);
+	ck_assert_int_eq(ctl_wait(&C.flushes, 1), 1);
+	ck_assert_int_eq(C.finished_at_flush, 4);
+
+	/* tg_drain applies a claimed op. */
+	op_init(&g, TG_WRITE, 6, 0, 131072, 4096);
+	ck_assert_int_eq(tg_submit_claim(tg, &g), 1);
+	tg_drain(tg);
+	ck_assert_int_eq(C.ndone, 6);
+
+	/* i overlaps h, which a task holds: queued, not claimed. */
+	submit_held_fua(tg, &h, 7, 0, 8192, 6);
+	op_init(&i, TG_WRITE, 8, 0, 0, 4096);
+	ck_assert_int_eq(tg_submit_claim(tg, &i), 0);
+	settle();
+	ck_assert_int_eq(C.nstarted, 6);
+	ctl_release();
+	tg_drain(tg);
+	ck_assert_uint_eq(C.started[6], 8);
+	tg_get_stats(tg, &st);
+	ck_assert_uint_eq(st.inlined, 5);	/* a, b, c, e, g */
+	tg_destroy(tg);
+	ck_assert_int_eq(C.ndone, 8);
+}
+END_TEST
+
+/*
  * With inline execution on, a FLUSH that finds nothing before it
  * incomplete runs inside tg_submit; one behind a write still in flight
  * waits for that write, on the flusher.
@@ -642,10 +713,19 @@ START_TEST(stress_matches_sequential_model)
 
 		ck_assert_ptr_nonnull(op);
 		/* Sparse sequence numbers: a gap counts as applied. */
+		/* A claimed op (below) is applied now, or by the next
+		 * submit; the window never waits on one. */
+		if (random() % 2)
+			tg_run_claimed(tg);
 		pthread_mutex_lock(&S.lock);
 		for (k = seq + 1; k < seq + gap; k++) {
 			S.known[k] = 1;
 			stress_applied_locked(k);
+		}
+		if (S.inflight >= WINDOW) {
+			pthread_mutex_unlock(&S.lock);
+			tg_run_claimed(tg);
+			pthread_mutex_lock(&S.lock);
 		}
 		while (S.inflight >= WINDOW)
 			pthread_cond_wait(&S.cond, &S.lock);
@@ -708,9 +788,11 @@ START_TEST(stress_matches_sequential_model)
 		pthread_mutex_lock(&S.lock);
 		S.inflight++;
 		pthread_mutex_unlock(&S.lock);
-		/* op may be done and freed (inline) when tg_submit returns. */
-		r = tg_submit(tg, op);
-		ck_assert_msg(r == 0, "submit seq %llu frontier %llu: %d",
+		/* op may be done and freed (inline) when tg_submit returns;
+		 * claimed (r 1), not before tg_run_claimed or the next call. */
+		r = random() % 2 ? tg_submit_claim(tg, op) : tg_submit(tg, op);
+		ck_assert_msg(r == 0 || (r == 1 && INLINE_NS != 0),
+		    "submit seq %llu frontier %llu: %d",
 		    (unsigned long long)seq, (unsigned long long)frontier, r);
 	}
 	tg_destroy(tg);
@@ -1007,6 +1089,8 @@ tg_suite(void)
 	tcase_add_loop_test(tc, without_frontier_disjoint_op_does_not_wait,
 	    0, 2);
 	tcase_add_loop_test(tc, inline_only_when_nothing_older_overlaps, 0, 2);
+	tcase_add_loop_test(tc, claimed_op_waits_for_run_or_the_next_call, 0,
+	    2);
 	tcase_add_loop_test(tc, flush_inline_only_when_nothing_is_before_it, 0,
 	    2);
 	suite_add_tcase(s, tc);
