@@ -37,7 +37,10 @@
 # With job c, after the rounds: bench/flushfloor on E2E_TMP (one 4 KiB write
 # and fdatasync at a time, against two files written and fdatasync'ed at
 # once; no network), and from it and nbdkit's job c the most any replicator
-# whose FLUSH reaches both copies on this one disk could reach, x nbdkit.
+# whose FLUSH reaches both copies on this one disk could reach, x nbdkit;
+# then the same for flushfloor's plain-TCP peer (the second file in another
+# process, a loopback round trip away, blocking reads): a reference point,
+# not a floor, since polling can beat its wake-ups.
 #
 # Verification, for every replicating system: cmp of the two volume files
 # after the initial sync (before any client write) and after the jobs and a
@@ -852,21 +855,31 @@ print("reference medians (../shared/bench, ROUNDS=3, 2026-11-22): nbdkit 85.5k I
       "1604 MB/s (b), 2090 IOPS (c);\nQEMU active mirror over TLS 7.7k IOPS (a), "
       "161 MB/s (b), 637 IOPS (c, writethrough)")
 try:
-    ff = re.search(r"one file: ([0-9.]+) .* at once: ([0-9.]+)/s",
-                   open(os.path.join(rdir, "flushfloor")).read())
+    ff = open(os.path.join(rdir, "flushfloor")).read()
 except OSError:
-    ff = None
-one, two = (float(ff.group(1)), float(ff.group(2))) if ff else (None, None)
+    ff = ""
+def ff_rate(label):
+    m = re.search(re.escape(label) + r": ([0-9.]+)", ff)
+    return float(m.group(1)) if m else None
+one = ff_rate("one file")
+two = ff_rate("fdatasync at once")
+peer = ff_rate("behind a loopback TCP peer")
+n = res.get(("nbdkit", "c"))
+cycle = 1e6 / n["iops"] if n and n["iops"] > 0 else None
+def cap(rate):
+    return cycle / (cycle + 1e6 / rate - 1e6 / one)
 if one and two:
-    extra = 1e6 / two - 1e6 / one
     print("job c's floor on this disk (bench/flushfloor, no network): one "
           "4 KiB write + fdatasync %.0f us, two files fdatasync'ed at once "
           "%.0f us;" % (1e6 / one, 1e6 / two))
-    n = res.get(("nbdkit", "c"))
-    if n and n["iops"] > 0:
+    if cycle:
         print("a FLUSH that reaches both copies costs %.0f us more, so with "
               "nothing else added job c reaches at most %.2fx nbdkit here" % (
-                  extra, (1e6 / n["iops"]) / (1e6 / n["iops"] + extra)))
+                  1e6 / two - 1e6 / one, cap(two)))
+    if peer and cycle:
+        print("with the second file behind a loopback TCP peer (plain TCP, "
+              "blocking reads, no polling: not a floor) a cycle takes %.0f "
+              "us: %.2fx nbdkit" % (1e6 / peer, cap(peer)))
 if rounds > 1:
     print()
     print("IOPS of each round:")
