@@ -16,9 +16,9 @@
  * calls and hand finished requests back through the completion queue
  * (p_cq), as in duet-mirror. While the storage is fast, the event thread
  * runs the storage call itself (mirror.inline_us): for a replicated write,
- * after the write's frame has gone to the mirror in the same turn, so the
- * two copies are written at once; the request still comes back through
- * p_cq, on a later turn.
+ * later in the same turn, after the turn has sent the write's frame, so
+ * the two copies are written at once; the request still comes back
+ * through p_cq, on a later turn.
  *
  * A request (struct preq) sits on at most one list at a time besides the
  * ordered lists of io.c, and is answered and freed exactly once, by io.c,
