@@ -159,6 +159,20 @@ mk(unsigned groups, unsigned tasks, uint64_t range)
 	return tg;
 }
 
+/* One group of two tasks with inline execution (tg.h) as given. */
+static struct tg *
+mk_inline(uint32_t inline_ns, int inline_flush)
+{
+	struct tg_params p = { .groups = 1, .tasks = 2, .range_size = 1 << 20,
+	    .wake = POLICY, .inline_ns = inline_ns,
+	    .inline_flush = inline_flush };
+	struct tg_backend be = { ctl_apply, ctl_flush, NULL };
+	struct tg *tg;
+
+	ck_assert_int_eq(tg_create(&tg, &p, &be), 0);
+	return tg;
+}
+
 static void
 op_init(struct tg_op *op, enum tg_type type, uint64_t seq, uint64_t frontier,
     uint64_t off, uint64_t len)
@@ -250,17 +264,13 @@ submit_held_fua(struct tg *tg, struct tg_op *op, uint64_t seq, uint64_t off,
 
 START_TEST(inline_only_when_nothing_older_overlaps)
 {
-	struct tg_params p = { .groups = 1, .tasks = 2, .range_size = 1 << 20,
-	    .wake = POLICY, .inline_ns = UINT32_MAX };
-	struct tg_backend be = { ctl_apply, ctl_flush, NULL };
 	struct tg *tg;
 	struct tg_op a, b, c, d;
 	struct tg_stats st;
 
 	set_policy(_i);
-	p.wake = POLICY;
 	ctl_reset(0);
-	ck_assert_int_eq(tg_create(&tg, &p, &be), 0);
+	tg = mk_inline(UINT32_MAX, 0);
 	op_init(&a, TG_WRITE, 1, 0, 0, 4096);
 	ck_assert_int_eq(tg_submit(tg, &a), 0);
 	ck_assert_int_eq(C.ndone, 1);		/* done before submit returned */
@@ -298,17 +308,13 @@ END_TEST
  */
 START_TEST(claimed_op_waits_for_run_or_the_next_call)
 {
-	struct tg_params p = { .groups = 1, .tasks = 2, .range_size = 1 << 20,
-	    .inline_ns = UINT32_MAX };
-	struct tg_backend be = { ctl_apply, ctl_flush, NULL };
 	struct tg *tg;
 	struct tg_op a, b, c, e, f, g, h, i;
 	struct tg_stats st;
 
 	set_policy(_i);
-	p.wake = POLICY;
 	ctl_reset(0);
-	ck_assert_int_eq(tg_create(&tg, &p, &be), 0);
+	tg = mk_inline(UINT32_MAX, 0);
 
 	op_init(&a, TG_WRITE, 1, 0, 0, 4096);
 	ck_assert_int_eq(tg_submit_claim(tg, &a), 1);
@@ -368,17 +374,13 @@ END_TEST
  */
 START_TEST(flush_inline_only_when_nothing_is_before_it)
 {
-	struct tg_params p = { .groups = 1, .tasks = 2, .range_size = 1 << 20,
-	    .wake = POLICY, .inline_flush = 1 };
-	struct tg_backend be = { ctl_apply, ctl_flush, NULL };
 	struct tg *tg;
 	struct tg_op f1, w, f2;
 	struct tg_stats st;
 
 	set_policy(_i);
-	p.wake = POLICY;
 	ctl_reset(0);
-	ck_assert_int_eq(tg_create(&tg, &p, &be), 0);
+	tg = mk_inline(0, 1);
 	op_init(&f1, TG_FLUSH, 1, 0, 0, 0);
 	ck_assert_int_eq(tg_submit(tg, &f1), 0);
 	ck_assert_int_eq(C.flushes, 1);		/* before submit returned */
