@@ -53,13 +53,26 @@ fault_setup() {
 	_mode=$1
 	SIZE=${2:-1G}
 	mk_certs
-	PORT=$(free_port)
+	# free_port's port is free only until someone binds it: the proxy's
+	# own port 0 can be given the same one, and the mirror then cannot
+	# listen. Then both are picked again.
+	while :; do
+		PORT=$(free_port)
+		"$FAULTPROXY" -l 127.0.0.1:0 -t "127.0.0.1:$PORT" \
+		    -c "$PROXY_CTL" >"$T/proxy.out" 2>"$PROXY_LOG" &
+		_pp=$!
+		BG_PIDS="$BG_PIDS $_pp"
+		wait_for "$T/proxy.out" '^listening ' $_pp ||
+		    fail "the proxy did not start"
+		PROXY_PORT=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' \
+		    "$T/proxy.out")
+		[ "$PROXY_PORT" != "$PORT" ] && break
+		kill "$_pp"
+		wait "$_pp" 2>/dev/null
+		BG_PIDS=${BG_PIDS% "$_pp"}
+		rm -f "$PROXY_CTL"
+	done
 	write_conf "$T/mirror.conf" "$SIZE"
-	"$FAULTPROXY" -l 127.0.0.1:0 -t "127.0.0.1:$PORT" -c "$PROXY_CTL" \
-	    >"$T/proxy.out" 2>"$PROXY_LOG" &
-	BG_PIDS="$BG_PIDS $!"
-	wait_for "$T/proxy.out" '^listening ' $! || fail "the proxy did not start"
-	PROXY_PORT=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/proxy.out")
 	_p=$PORT
 	PORT=$PROXY_PORT
 	write_primary_conf "$T/primary.conf" "$_mode" "$SIZE"
