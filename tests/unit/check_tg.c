@@ -714,11 +714,11 @@ START_TEST(stress_matches_sequential_model)
 		uint64_t gap = (random() % 16 == 0) ? 2 : 1, k;
 
 		ck_assert_ptr_nonnull(op);
-		/* Sparse sequence numbers: a gap counts as applied. */
 		/* A claimed op (below) is applied now, or by the next
 		 * submit; the window never waits on one. */
 		if (random() % 2)
 			tg_run_claimed(tg);
+		/* Sparse sequence numbers: a gap counts as applied. */
 		pthread_mutex_lock(&S.lock);
 		for (k = seq + 1; k < seq + gap; k++) {
 			S.known[k] = 1;
