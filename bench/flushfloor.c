@@ -189,13 +189,13 @@ peer_start(int fd_b, pid_t *pid)
 
 /* Sends the peer a request; a write carries buf. */
 static void
-peer_send(int sk, char type, uint64_t off, const char *buf)
+peer_send(int sk, char type, uint64_t off, char *buf)
 {
 	struct peer_req req = { .type = type, .off = off };
 
 	xfer(sk, &req, sizeof(req), 1);
 	if (buf != NULL)
-		xfer(sk, (void *)(uintptr_t)buf, BLOCK, 1);
+		xfer(sk, buf, BLOCK, 1);
 }
 
 /* Waits for the peer's reply to the oldest request it has not answered. */
