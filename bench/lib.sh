@@ -22,7 +22,7 @@
 #   stop_pid PID SECS [SIG]  SIG (default TERM), wait up to SECS, then
 #                     SIGKILL; returns the exit status (124: had to be killed)
 #   kill_pid PID      SIGKILL and reap; returns 0
-#   free_port         a free TCP port on 127.0.0.1
+#   free_port         a free TCP port on 127.0.0.1 (tests/free-port.py)
 #   duet_confs D SIZE MODE  D/primary.conf and D/mirror.conf (volume files
 #                     D/primary.img, D/mirror.img; status sockets D/*.status;
 #                     NBD on D/nbd.sock); sets PORT and NBD_URI
@@ -163,10 +163,7 @@ bl_setup() {
 }
 
 free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+	python3 "$TOP/tests/free-port.py"
 }
 
 # duet_conf FILE SIDE D SIZE MODE: one side's config.

@@ -53,9 +53,9 @@ fault_setup() {
 	_mode=$1
 	SIZE=${2:-1G}
 	mk_certs
-	# free_port's port is free only until someone binds it: the proxy's
-	# own port 0 can be given the same one, and the mirror then cannot
-	# listen. Then both are picked again.
+	# The proxy's port 0 comes from the ephemeral range, which free_port
+	# avoids; where that range leaves free_port no room, both are picked
+	# from it, and a collision is picked again.
 	while :; do
 		PORT=$(free_port)
 		"$FAULTPROXY" -l 127.0.0.1:0 -t "127.0.0.1:$PORT" \

@@ -11,7 +11,8 @@
 #   need CMD            skip the test unless CMD is installed
 #   fail MSG...         print MSG and the mirror log tail, exit 1
 #   mk_certs            $T/certs: ca.pem, mirror.{pem,key}, primary.{pem,key}
-#   free_port           print a free TCP port on 127.0.0.1
+#   free_port           print a free TCP port on 127.0.0.1, below the
+#                       ephemeral range (tests/free-port.py)
 #   write_conf FILE [SIZE]   a mirror config for volume vol0 on $PORT
 #   host_conf FILE ROLE HOST PORT STATUS [NBD MODE [SIZE]]  either role's
 #                       config for host a ($T/primary.img) or b
@@ -189,14 +190,11 @@ mk_certs() {
 
 free_port() {
 	if command -v python3 >/dev/null 2>&1; then
-		python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])' && return 0
+		python3 "$TOP/tests/free-port.py" && return 0
 	fi
 	need ss
 	while :; do
-		_p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
+		_p=$((10000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
 		if [ -z "$(ss -Htln "sport = :$_p")" ]; then
 			echo "$_p"
 			return 0
