@@ -163,7 +163,7 @@ bl_setup() {
 }
 
 free_port() {
-	python3 "$TOP/tests/free-port.py"
+	python3 "$TOP/tests/free-port.py" "$W/free-ports"
 }
 
 # duet_conf FILE SIDE D SIZE MODE: one side's config.

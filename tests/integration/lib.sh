@@ -12,7 +12,8 @@
 #   fail MSG...         print MSG and the mirror log tail, exit 1
 #   mk_certs            $T/certs: ca.pem, mirror.{pem,key}, primary.{pem,key}
 #   free_port           print a free TCP port on 127.0.0.1, below the
-#                       ephemeral range (tests/free-port.py)
+#                       ephemeral range and not given before in this test
+#                       (tests/free-port.py)
 #   write_conf FILE [SIZE]   a mirror config for volume vol0 on $PORT
 #   host_conf FILE ROLE HOST PORT STATUS [NBD MODE [SIZE]]  either role's
 #                       config for host a ($T/primary.img) or b
@@ -190,7 +191,7 @@ mk_certs() {
 
 free_port() {
 	if command -v python3 >/dev/null 2>&1; then
-		python3 "$TOP/tests/free-port.py" && return 0
+		python3 "$TOP/tests/free-port.py" "$T/free-ports" && return 0
 	fi
 	need ss
 	while :; do
