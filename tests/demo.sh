@@ -27,7 +27,7 @@ die() {
 	exit 1
 }
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(python3 "$TOP/tests/free-port.py") || die "no free TCP port"
 say "a throwaway CA and certificates for \"mirror\" and \"primary\" in $D/certs"
 sh "$TOP/tests/certs.sh" "$D/certs" mirror primary || die "certificates"
 
