@@ -179,6 +179,12 @@ io_maybe_finish(struct primary *p, struct preq *r)
 static void
 io_finish(struct primary *p, struct preq *r)
 {
+	/* With the disk failed the mirror holds the only copy: a change, or
+	 * a FLUSH, that it did not apply happened nowhere. */
+	if (p->p_disk_failed && (r->pr_state & PR_LOST) &&
+	    r->pr_local_status == 0 && r->pr_op.type != TG_READ &&
+	    r->pr_op.type != TG_OTHER)
+		r->pr_local_status = -EIO;
 	if (r->pr_local_status != 0) {
 		r->pr_status = r->pr_local_status == -ENOSPC ? ENOSPC : EIO;
 		p->p_errors++;

@@ -224,7 +224,8 @@ send_hdr(struct repl *rp, const struct wire_hdr *h, const void *payload)
 static unsigned
 ack_needed(struct primary *p, const struct preq *r)
 {
-	if (r->pr_op.type == TG_OTHER)
+	/* With the disk failed, the mirror's copy is the only one. */
+	if (r->pr_op.type == TG_OTHER || p->p_disk_failed)
 		return WIRE_ACK_APPLIED;
 	switch (p->p_cfg.mode) {
 	case MODE_SYNC:

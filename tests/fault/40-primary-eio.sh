@@ -4,8 +4,10 @@
 # exists). The primary asks the mirror for the data and answers the
 # client with it, says "disk": "failed", and from then on serves reads
 # from the mirror and sends writes to the mirror alone, under a fio load
-# that verifies what it wrote. With the mirror gone too, reads fail; and
-# duet-primary, restarted, refuses the disk (its data is stale).
+# that verifies what it wrote. A write and flush the mirror never applied
+# (the link cut under them) fail with EIO. With the mirror gone too, reads
+# fail; and duet-primary, restarted, refuses the disk (its data is stale).
+# Mode sync, or $EIO_MODE (41-primary-eio-async).
 . "$(dirname "$0")/lib.sh"
 need fio
 need qemu-io
@@ -17,7 +19,7 @@ if [ "$(id -u)" != 0 ] || [ ! -c /dev/fuse ]; then
 fi
 nbdkit --dump-plugin file >/dev/null 2>&1 || { echo "SKIP: nbdkit file plugin"; exit 77; }
 
-fault_setup sync 64M
+fault_setup "${EIO_MODE:-sync}" 64M
 mkdir "$T/mp"
 truncate -s 64M "$T/backing.img"
 nbdfuse "$T/mp" --command nbdkit -s file "$T/backing.img" --filter=error \
@@ -84,6 +86,20 @@ m.seek(0)
 assert m.read(8 << 20) == b"\x5a" * (8 << 20), "the mirror lacks the first write"
 PY
 echo "ok   the failed disk was left alone; the mirror has every write"
+
+# The mirror holds the only copy now: a write and flush in flight when the
+# link is lost happened nowhere, and must fail, whatever the mode.
+proxy blackhole
+bg qemu-io -f raw -c "write -P 0x77 9M 64k" -c flush "$NBD_URI" >"$T/w3.out" 2>&1
+w_pid=$LAST_PID
+sleep 1
+kill -0 "$w_pid" 2>/dev/null ||
+    fail "a write and flush the mirror never got were answered: $(cat "$T/w3.out")"
+proxy reset
+bg_wait "$w_pid"
+grep -q 'Input/output error' "$T/w3.out" ||
+    fail "a write and flush lost with the link did not fail with EIO: $(cat "$T/w3.out")"
+echo "ok   a write and flush lost with the link fail: $(grep -m1 'Input/output error' "$T/w3.out")"
 
 stop_mirror || fail "duet-mirror exited with $?"
 if qemu-io -f raw -c "read 0 4k" "$NBD_URI" >"$T/r2.out" 2>&1 &&
