@@ -218,7 +218,10 @@ wire_check_payload(const struct wire_hdr *h, const struct wire_typeinfo *ti,
 		return h->plen == WIRE_HELLO_SIZE ? WIRE_OK : WIRE_EHELLO;
 	if (h->plen > lim->max_payload)
 		return WIRE_ETOOBIG;
-	if (h->type == WIRE_READ_REQ && h->length > lim->max_payload)
+	/* The answer to a READ_REQ, and the data a CSUM_REQ has the mirror
+	 * read, are bounded like a payload. */
+	if ((h->type == WIRE_READ_REQ || h->type == WIRE_CSUM_REQ) &&
+	    h->length > lim->max_payload)
 		return WIRE_ETOOBIG;
 
 	if ((ti->ti_rules & T_SPAN) && h->length == 0)

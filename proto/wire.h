@@ -25,12 +25,12 @@
  *   FLUSH             plen == 0, offset == length == 0
  *   ACK               plen == 0; seq = the op; flags = WIRE_ACK_* kind in the
  *                     low 8 bits, status (0 or a positive errno) above them
- *   READ_REQ          span, aligned, plen == 0
+ *   READ_REQ          span, aligned, plen == 0, length <= the maximum
  *   READ_DATA         span, aligned, plen == length (reply to READ_REQ by seq)
  *   CR_XFER           change record chunk: offset = first extent index,
  *                     length = number of extents covered, payload = RLE runs
  *   RESYNC_DATA       span, aligned, plen == length
- *   CSUM_REQ          span, aligned, plen == 0
+ *   CSUM_REQ          span, aligned, plen == 0, length <= the maximum
  *   CSUM_REPLY        span, aligned, payload = digests (WIRE_DIGEST_LEN each)
  *   PING              plen == 0 (a reply is a PING with WIRE_F_PONG; the
  *                     primary sets WIRE_F_IN_SYNC once everything before

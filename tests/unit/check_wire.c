@@ -86,7 +86,7 @@ valid_hdr(unsigned type)
 	case WIRE_RESYNC_DATA:
 		return mkhdr(type, 0, MAXPAY, VOL - MAXPAY, MAXPAY);
 	case WIRE_CSUM_REQ:
-		return mkhdr(type, 0, 0, 0, VOL);
+		return mkhdr(type, 0, 0, VOL - MAXPAY, MAXPAY);
 	case WIRE_CSUM_REPLY:
 		return mkhdr(type, 0, 2 * WIRE_DIGEST_LEN, 0, 8192);
 	case WIRE_PING:
@@ -456,8 +456,8 @@ START_TEST(test_limit_payload_max)
 	/* READ_REQ's reply must fit the maximum. */
 	h = mkhdr(WIRE_READ_REQ, 0, 0, 0, MAXPAY);
 	ck_assert_err(decode(&h), WIRE_OK);
-	/* CSUM_REQ spans are not payload-bounded. */
-	h = mkhdr(WIRE_CSUM_REQ, 0, 0, 0, VOL);
+	/* So must the span a CSUM_REQ has the mirror read. */
+	h = mkhdr(WIRE_CSUM_REQ, 0, 0, 0, MAXPAY);
 	ck_assert_err(decode(&h), WIRE_OK);
 }
 END_TEST
@@ -609,6 +609,8 @@ START_TEST(test_err_toobig)
 	h = mkhdr(WIRE_CR_XFER, 0, MAXPAY + 4, 0, 1);
 	ck_assert_err(decode(&h), WIRE_ETOOBIG);
 	h = mkhdr(WIRE_READ_REQ, 0, 0, 0, MAXPAY + ALIGN);
+	ck_assert_err(decode(&h), WIRE_ETOOBIG);
+	h = mkhdr(WIRE_CSUM_REQ, 0, 0, 0, MAXPAY + ALIGN);
 	ck_assert_err(decode(&h), WIRE_ETOOBIG);
 }
 END_TEST
