@@ -293,11 +293,13 @@ must_pause(struct session *s)
 void
 session_resume_all(struct mirror *m)
 {
-	struct session *s;
+	struct session *s, *next;
 
 	if (m->mr_queued_bytes > m->mr_max_queued / 2)
 		return;
-	for (s = m->mr_sessions; s != NULL; s = s->s_next) {
+	/* session_read may free s (a GOODBYE waiting in its input). */
+	for (s = m->mr_sessions; s != NULL; s = next) {
+		next = s->s_next;
 		if (!s->s_paused || s->s_st == NULL || s->s_closing ||
 		    stream_output_pending(s->s_st) > MIRROR_OUT_MAX / 2)
 			continue;
