@@ -20,6 +20,12 @@
 #     one at 8192 are not). Last, a hello and then silence: closed after
 #     mirror.idle_timeout (4 s here), which the log names.
 #  3. A last honest run: the mirror still serves and still matches.
+#  4. Restarted with primary.max_inflight_bytes = 1M and every write on
+#     its workers (mirror.inline_us = 0): a 4 MiB WRITE and a GOODBYE in
+#     one burst. Reading pauses after the WRITE; the GOODBYE, already read,
+#     is taken up when the WRITE is applied, which ends the session. The
+#     WRITE is on the volume and the mirror stops cleanly (under
+#     AddressSanitizer this once showed a freed session being read).
 . "$(dirname "$0")/lib.sh"
 
 U=c0ffee00111122223333444455556666
@@ -149,7 +155,21 @@ peer --uuid "$U" --seed 99 --ops 300 --base "$T/model2.img" \
 grep '^ok' "$T/last.out"
 cmp "$T/mirror.img" "$T/model3.img" ||
     fail "last honest run: the mirror's volume differs from the model"
+
+echo "--- a GOODBYE read while reading is paused"
+stop_mirror || fail "duet-mirror exited $? on SIGTERM, expected 0"
+sed -i -e 's/^primary = { ping_interval = 1; };$/primary = { ping_interval = 1; max_inflight_bytes = "1M"; };/' \
+    -e 's/^  hello_timeout = 3;$/&\n  inline_us = 0;/' "$T/mirror.conf"
+grep -q 'max_inflight_bytes = "1M"' "$T/mirror.conf" && grep -q '^  inline_us = 0;$' "$T/mirror.conf" ||
+    fail "cannot set primary.max_inflight_bytes and mirror.inline_us in $T/mirror.conf"
+start_mirror
+peer --uuid "$U" --hostile byepaused --timeout 15 >"$T/byepaused.out" 2>&1
+check_closed byepaused $? "$T/byepaused.out" 'goodbye'
+head -c 4194304 /dev/zero | tr '\000' '\245' >"$T/a5.img"
+cmp -n 4194304 "$T/mirror.img" "$T/a5.img" ||
+    fail "byepaused: its 4 MiB WRITE is not on the volume"
 stop_mirror
 rc=$?
-[ $rc -eq 0 ] || fail "duet-mirror exited $rc on SIGTERM, expected 0"
+[ $rc -eq 0 ] || fail "duet-mirror exited $rc on SIGTERM, expected 0:" \
+    "$(grep -m1 -A5 'ERROR: AddressSanitizer' "$MIRROR_LOG" || tail -5 "$MIRROR_LOG")"
 echo "PASS: $TNAME"

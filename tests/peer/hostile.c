@@ -18,6 +18,10 @@
  *   frontier    hello, then a WRITE (seq 2, 4 KiB at 8192) whose frontier 5
  *               is not below its seq
  *   plaintext   no TLS at all: an HTTP request in the clear
+ *   byepaused   hello, then a 4 MiB WRITE of 0xa5 at 0 and a GOODBYE in one
+ *               burst: with primary.max_inflight_bytes under 4 MiB the
+ *               mirror pauses reading after the WRITE, and takes up the
+ *               GOODBYE, already read, once the WRITE is applied
  */
 #include <sys/socket.h>
 
@@ -37,7 +41,7 @@
 
 enum hostile_kind {
 	H_GARBAGE, H_BADVERSION, H_HALF, H_OVERSIZED, H_OFFSET, H_MISALIGNED,
-	H_NOSEQ, H_FRONTIER, H_PLAINTEXT, H_SILENT
+	H_NOSEQ, H_FRONTIER, H_PLAINTEXT, H_SILENT, H_BYEPAUSED
 };
 
 static const struct {
@@ -55,6 +59,7 @@ static const struct {
 	{ "frontier", H_FRONTIER, 1 },
 	{ "plaintext", H_PLAINTEXT, 0 },
 	{ "silent", H_SILENT, 1 },
+	{ "byepaused", H_BYEPAUSED, 1 },
 };
 #define NKINDS	(sizeof(hostile_kinds) / sizeof(hostile_kinds[0]))
 
@@ -293,6 +298,11 @@ hostile_run(const struct peer_opts *o)
 		break;
 	case H_SILENT:
 		break;		/* nothing after the hello: mirror.idle_timeout */
+	case H_BYEPAUSED:
+		hostile_write(&c, 1, 0, 0, PEER_MAX_PAYLOAD);
+		h.type = WIRE_GOODBYE;
+		conn_queue_frame(&c, &h, NULL);
+		break;
 	}
 
 	start = peer_now_ms();

@@ -86,7 +86,7 @@ usage(void)
 "           [--max-len BYTES] [--frontier acked|max|random] [--base IN]\n"
 "           [--fill] [--image OUT] [--timeout SECS] [--no-cert] [--tls12]\n"
 "           [--hostile garbage|badversion|half|oversized|offset|misaligned|\n"
-"                      noseq|frontier|plaintext|silent]\n"
+"                      noseq|frontier|plaintext|silent|byepaused]\n"
 "           [--expect-refusal SUBSTRING] [-v]\n"
 "exit: 0 ok, 1 protocol/ack error, 2 usage, 3 refused by the mirror\n");
 	exit(PEER_EXIT_USAGE);
