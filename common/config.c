@@ -86,8 +86,10 @@ static const struct config_key config_volume_keys[] = {
 	    "must be > 0 and a multiple of 4096 (at most 8388607T)" },
 	{ "metadata", KIND_STRING, FIELD(vol_metadata),
 	    KEY_REQUIRED | KEY_NONEMPTY, 0, 0, 0, NULL },
+	/* A resync frame carries at least one extent, and frames at most
+	 * 4 MiB (PRIMARY_MAX_BLOCK, MIRROR_MAX_PAYLOAD). */
 	{ "extent_size", KIND_SIZE, FIELD(extent_size), KEY_POW2,
-	    4 * KIB, 64 * MIB, 0, "must be a power of two, 4K..64M" },
+	    4 * KIB, 4 * MIB, 0, "must be a power of two, 4K..4M" },
 	{ "al_extents", KIND_COUNT, FIELD(al_extents), 0,
 	    1, 1536, 0, "must be 1..1536" },
 };
