@@ -701,7 +701,17 @@ m_in_sync(struct session *s)
 {
 	struct mirror *m = s->s_m;
 	struct cr *c = &m->mr_cr;
+	int rc;
 
+	/* The primary counted every copy applied before it sent this: they
+	 * reach the disk before the metadata says the volume is consistent
+	 * (a mirror promoted after a power cut must not lack them). */
+	if ((rc = storage_flush(&m->mr_st)) != 0) {
+		log_warnx("peer %s: flushing the volume before marking it up "
+		    "to date: %s; it stays inconsistent", s->s_peer,
+		    strerror(-rc));
+		return;
+	}
 	/* Whatever this side had that the primary lacked was in the union
 	 * the primary saved and copied over: nothing is owed any more. */
 	for (uint64_t e = cr_next(c, 0); e < c->c_nbits; e = cr_next(c, e + 1))
