@@ -189,15 +189,32 @@ al_remove(struct cr *c, uint32_t i)
 	}
 }
 
+void
+cr_set_durable(struct cr *c, const uint64_t *durable,
+    void (*want_flush)(void *), void *arg)
+{
+	c->c_durable = durable;
+	c->c_want_flush = want_flush;
+	c->c_want_arg = arg;
+}
+
+/* Whether entry i's writes are on the disk, not only in the page cache. */
+static int
+al_durable(const struct cr *c, uint32_t i)
+{
+	return c->c_durable == NULL ||
+	    c->c_al_tick[i] < __atomic_load_n(c->c_durable, __ATOMIC_ACQUIRE);
+}
+
 /* The least recently used entry without references outside [a0, a1]
- * (the range being taken), or -1. */
+ * (the range being taken) whose writes are durable, or -1. */
 static int64_t
 al_victim(const struct cr *c, uint64_t a0, uint64_t a1)
 {
 	int64_t v = -1;
 
 	for (uint32_t i = 0; i < c->c_m.md_al_count; i++)
-		if (c->c_al_refs[i] == 0 &&
+		if (c->c_al_refs[i] == 0 && al_durable(c, i) &&
 		    (c->c_m.md_al[i] < a0 || c->c_m.md_al[i] > a1) &&
 		    (v < 0 || c->c_al_tick[i] < c->c_al_tick[v]))
 			v = i;
@@ -258,15 +275,22 @@ cr_retire(struct cr *c, uint64_t idle_ns)
 {
 	uint64_t now = now_ns();
 	uint32_t i = 0;
-	int n = 0;
+	int n = 0, wait = 0;
 
 	while (i < c->c_m.md_al_count) {
 		if (c->c_al_refs[i] == 0 && now - c->c_al_tick[i] >= idle_ns) {
+			if (!al_durable(c, i)) {
+				wait = 1;
+				i++;
+				continue;
+			}
 			al_remove(c, i);	/* moves the last entry to i */
 			n++;
 		} else
 			i++;
 	}
+	if (wait && c->c_want_flush != NULL)
+		c->c_want_flush(c->c_want_arg);
 	if (n == 0)
 		return 0;
 	c->c_al_commits++;
@@ -279,14 +303,17 @@ cr_end(struct cr *c, uint64_t off, uint64_t len, unsigned refs, int tracked)
 {
 	uint64_t a, a0 = off / META_AL_EXTENT;
 	uint64_t a1 = (off + (len ? len : 1) - 1) / META_AL_EXTENT;
+	uint64_t now;
 
 	if (!tracked)
 		return;
+	now = now_ns();
 	for (a = a0; a <= a1; a++) {
 		int32_t i = c->c_al_slot[a];
 
 		VERIFY(i >= 0 && c->c_al_refs[i] >= refs);
 		c->c_al_refs[i] -= refs;
+		c->c_al_tick[i] = now;	/* a flush must begin after this */
 	}
 }
 

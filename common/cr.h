@@ -14,7 +14,10 @@
  * are all that can differ. A write takes AL references (cr_begin) before
  * it is issued; making an extent hot is committed to the file first. An
  * extent leaves the AL (least recently used, no references) only after
- * the bits set inside it are on disk. Clearing bits is lazy (cr_save).
+ * the bits set inside it are on disk, and (cr_set_durable) once a flush
+ * of the volume has made its writes durable: a completed write may still
+ * sit in the page cache, and a power cut then loses it on one side only.
+ * Clearing bits is lazy (cr_save).
  */
 #ifndef DUET_CR_H
 #define DUET_CR_H
@@ -40,7 +43,8 @@ struct cr {
 	uint32_t	 c_ext_size;
 	uint32_t	 c_al_cap;	/* AL entries kept when cold */
 	uint32_t	*c_al_refs;	/* parallel to c_m.md_al */
-	uint64_t	*c_al_tick;	/* last use (now_ns), parallel to md_al */
+	uint64_t	*c_al_tick;	/* last use (now_ns, a write's start or
+					 * end), parallel to md_al */
 	int32_t		*c_al_slot;	/* AL extent -> index in md_al, or -1 */
 	uint64_t	 c_nal;		/* AL extents in the volume */
 	int		 c_unsaved;	/* bits differ from the file */
@@ -48,6 +52,9 @@ struct cr {
 	int		 c_failed;	/* a metadata write failed */
 	uint64_t	 c_al_commits;	/* header writes for the AL */
 	uint64_t	 c_bm_commits;	/* bitmap writes */
+	const uint64_t	*c_durable;	/* cr_set_durable; NULL: always */
+	void		(*c_want_flush)(void *);
+	void		*c_want_arg;
 };
 
 /*
@@ -71,6 +78,14 @@ void cr_end(struct cr *c, uint64_t off, uint64_t len, unsigned refs,
 /* Drops AL entries unused for idle_ns (their bits saved first), so that
  * a crash resyncs what was recently written, not all that ever was. */
 int  cr_retire(struct cr *c, uint64_t idle_ns);
+/*
+ * From now on an AL entry leaves the AL (retired or evicted) only when
+ * its last write ended before *durable (now_ns; read atomically): the
+ * start of the latest volume flush that succeeded. want_flush(arg) is
+ * called when cr_retire finds idle entries that wait for such a flush.
+ */
+void cr_set_durable(struct cr *c, const uint64_t *durable,
+    void (*want_flush)(void *), void *arg);
 
 /* Marks the extents of [off, off+len) changed (in memory: the caller
  * holds AL references on them, or calls cr_save). */

@@ -4,7 +4,8 @@
  * Why it is built this way: every caller is a worker thread doing blocking
  * I/O on one shared descriptor, so only positional calls (pread/pwrite,
  * fallocate, ioctl ranges) are used and nothing here keeps per-call state;
- * any number of threads may call these at once on one struct storage. The
+ * any number of threads may call these at once on one struct storage
+ * (storage_flush_bg excepted: one caller, and a thread of its own). The
  * volume is st_size bytes even when the file or device is larger, and every
  * span is checked against that before it reaches the kernel.
  *
@@ -167,9 +168,39 @@ fail:
 	return rc;
 }
 
+enum { STORAGE_BG_IDLE, STORAGE_BG_RUNNING, STORAGE_BG_DONE };
+
+static void *
+flush_bg(void *arg)
+{
+	struct storage *st = arg;
+
+	(void)storage_flush(st);	/* a failure: st_durable_ns stays */
+	__atomic_store_n(&st->st_bg_state, STORAGE_BG_DONE, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+void
+storage_flush_bg(struct storage *st)
+{
+	switch (__atomic_load_n(&st->st_bg_state, __ATOMIC_ACQUIRE)) {
+	case STORAGE_BG_RUNNING:
+		return;
+	case STORAGE_BG_DONE:
+		(void)pthread_join(st->st_bg, NULL);
+		break;
+	}
+	st->st_bg_state = STORAGE_BG_RUNNING;
+	if (pthread_create(&st->st_bg, NULL, flush_bg, st) != 0)
+		st->st_bg_state = STORAGE_BG_IDLE;	/* the next call retries */
+}
+
 void
 storage_close(struct storage *st)
 {
+	if (st->st_bg_state != STORAGE_BG_IDLE)
+		(void)pthread_join(st->st_bg, NULL);
+	st->st_bg_state = STORAGE_BG_IDLE;
 	if (st->st_fd != -1)
 		(void)close(st->st_fd);
 	st->st_fd = -1;
@@ -367,8 +398,15 @@ storage_write_zeroes(struct storage *st, uint64_t len, uint64_t off,
 int
 storage_flush(struct storage *st)
 {
+	uint64_t start = now_ns(), prev;
+
 	if (fdatasync(st->st_fd) == -1)
 		return -errno;
+	/* Every write that returned before start is on the disk now. */
+	prev = __atomic_load_n(&st->st_durable_ns, __ATOMIC_RELAXED);
+	while (prev < start && !__atomic_compare_exchange_n(&st->st_durable_ns,
+	    &prev, start, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
 	return 0;
 }
 

@@ -6,6 +6,7 @@
 #ifndef DUET_STORAGE_H
 #define DUET_STORAGE_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 struct storage {
@@ -13,6 +14,10 @@ struct storage {
 	int      st_blockdev;	/* 1: block device */
 	uint64_t st_size;	/* the configured volume size */
 	char     st_path[4096];
+	uint64_t st_durable_ns;	/* now_ns when the latest storage_flush that
+				 * succeeded began (atomic) */
+	pthread_t st_bg;	/* storage_flush_bg's thread */
+	int      st_bg_state;	/* STORAGE_BG_*, atomic */
 };
 
 /*
@@ -36,6 +41,12 @@ int storage_trim(struct storage *st, uint64_t len, uint64_t off);
 int storage_write_zeroes(struct storage *st, uint64_t len, uint64_t off,
     int no_hole);
 int storage_flush(struct storage *st);	/* fdatasync */
+/*
+ * A storage_flush on a thread of its own, unless the last one still runs;
+ * its result shows in st_durable_ns only. Called from one thread (the
+ * event thread); storage_close waits for it.
+ */
+void storage_flush_bg(struct storage *st);
 
 /* Data/hole map for files (SEEK_DATA/SEEK_HOLE): the next data extent at or
  * after off, as [*data_off, *data_off + *data_len). Returns 0, 1 when no data

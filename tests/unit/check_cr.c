@@ -23,6 +23,7 @@
 
 #include "common/config.h"
 #include "common/cr.h"
+#include "common/util.h"
 
 #define EXT	65536u
 #define ALX	((uint64_t)META_AL_EXTENT)
@@ -492,6 +493,69 @@ START_TEST(al_retire_idle)
 }
 END_TEST
 
+static int want_flush_calls;
+
+static void
+count_want_flush(void *arg)
+{
+	(void)arg;
+	want_flush_calls++;
+}
+
+/* With cr_set_durable, an idle entry leaves only once a flush that began
+ * after its last write ended has succeeded; until then it asks for one. */
+START_TEST(al_retire_waits_for_a_flush)
+{
+	struct cr c;
+	uint64_t durable = 0;
+
+	cfg_init(9 * ALX + 2 * EXT, 127);
+	open_expect(&c, 1);
+	want_flush_calls = 0;
+	cr_set_durable(&c, &durable, count_want_flush, NULL);
+	ck_assert_int_eq(cr_begin(&c, ALX, 10, 1), 0);
+	durable = now_ns();	/* a flush that began before the write ended */
+	cr_end(&c, ALX, 10, 1, 1);
+	ck_assert_int_eq(cr_retire(&c, 0), 0);
+	ck_assert(al_is_hot(&c, 1));
+	ck_assert_int_eq(want_flush_calls, 1);
+	durable = now_ns();	/* one that began after */
+	ck_assert_int_eq(cr_retire(&c, 0), 0);
+	ck_assert(!al_is_hot(&c, 1));
+	ck_assert_uint_eq(c.c_m.md_al_count, 0);
+	ck_assert_int_eq(want_flush_calls, 1);
+	cr_close(&c, 1);
+}
+END_TEST
+
+/* Eviction too: with no durable victim the AL grows past its cap. */
+START_TEST(al_eviction_waits_for_a_flush)
+{
+	struct cr c;
+	uint64_t durable = 0;
+
+	cfg_init(9 * ALX + 2 * EXT, 2);
+	open_expect(&c, 1);
+	cr_set_durable(&c, &durable, count_want_flush, NULL);
+	ck_assert_int_eq(cr_begin(&c, 0, 1, 1), 0);		/* A */
+	cr_end(&c, 0, 1, 1, 1);
+	ck_assert_int_eq(cr_begin(&c, ALX, 1, 1), 0);		/* B */
+	cr_end(&c, ALX, 1, 1, 1);
+	ck_assert_int_eq(cr_begin(&c, 2 * ALX, 1, 1), 0);	/* C */
+	cr_end(&c, 2 * ALX, 1, 1, 1);
+	ck_assert_uint_eq(c.c_m.md_al_count, 3);
+	ck_assert(al_is_hot(&c, 0) && al_is_hot(&c, 1) && al_is_hot(&c, 2));
+	durable = now_ns();
+	ck_assert_int_eq(cr_begin(&c, 3 * ALX, 1, 1), 0);	/* D */
+	cr_end(&c, 3 * ALX, 1, 1, 1);
+	/* Back to the cap: the two least recently used left. */
+	ck_assert_uint_eq(c.c_m.md_al_count, 2);
+	ck_assert(!al_is_hot(&c, 0) && !al_is_hot(&c, 1) &&
+	    al_is_hot(&c, 2) && al_is_hot(&c, 3));
+	cr_close(&c, 1);
+}
+END_TEST
+
 static int
 want_evict(uint64_t e)
 {
@@ -859,6 +923,8 @@ main(void)
 	tcase_add_test(al, al_range_keeps_its_own_hot_extent);
 	tcase_add_test(al, al_trim_across_many_al_extents);
 	tcase_add_test(al, al_retire_idle);
+	tcase_add_test(al, al_retire_waits_for_a_flush);
+	tcase_add_test(al, al_eviction_waits_for_a_flush);
 	tcase_set_timeout(al, 120);
 	suite_add_tcase(s, al);
 

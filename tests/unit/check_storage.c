@@ -25,6 +25,7 @@
 #include <linux/magic.h>
 
 #include "common/storage.h"
+#include "common/util.h"
 
 #define KiB	(1024ull)
 #define MiB	(1024ull * 1024)
@@ -465,11 +466,27 @@ END_TEST
 
 START_TEST(test_flush)
 {
+	uint64_t before, after_first;
+
 	io_open(1 * MiB);
+	ck_assert_uint_eq(io_st.st_durable_ns, 0);
+	before = now_ns();
 	ck_assert_int_eq(storage_flush(&io_st), 0);
+	/* The stamp is when the flush began: after before, before now. */
+	after_first = io_st.st_durable_ns;
+	ck_assert_uint_ge(after_first, before);
+	ck_assert_uint_le(after_first, now_ns());
 	model_write(&io_st, io_model, 12345, 6789, 500);
 	ck_assert_int_eq(storage_flush(&io_st), 0);
+	ck_assert_uint_gt(io_st.st_durable_ns, after_first);
+	/* In the background: storage_close waits for it. A second call
+	 * while one runs starts none (or the next, once it is done). */
+	before = now_ns();
+	storage_flush_bg(&io_st);
+	storage_flush_bg(&io_st);
 	io_close();
+	ck_assert_uint_ge(io_st.st_durable_ns, before);
+	ck_assert_int_eq(io_st.st_bg_state, 0);
 }
 END_TEST
 
