@@ -189,6 +189,18 @@ al_remove(struct cr *c, uint32_t i)
 	}
 }
 
+/* Every extent of the AL, marked changed (in memory). */
+static void
+cr_mark_hot(struct cr *c)
+{
+	for (uint32_t i = 0; i < c->c_m.md_al_count; i++) {
+		uint64_t a = c->c_m.md_al[i];
+
+		if (a < c->c_nal)
+			cr_mark(c, a * META_AL_EXTENT, META_AL_EXTENT);
+	}
+}
+
 void
 cr_set_durable(struct cr *c, const uint64_t *durable,
     void (*want_flush)(void *), void *arg)
@@ -333,7 +345,7 @@ int
 cr_open(struct cr *c, const struct config *cfg, char *err, size_t errlen)
 {
 	uint64_t bytes = meta_bitmap_bytes(cfg->vol_size, cfg->extent_size);
-	uint32_t i, hot;
+	uint32_t hot;
 	int rc;
 
 	memset(c, 0, sizeof(*c));
@@ -367,12 +379,7 @@ cr_open(struct cr *c, const struct config *cfg, char *err, size_t errlen)
 	/* After a crash, whatever was hot may differ from the peer. */
 	hot = c->c_m.md_al_count;
 	if (!(c->c_m.md_flags & META_F_CLEAN) && hot > 0) {
-		for (i = 0; i < hot; i++) {
-			uint64_t a = c->c_m.md_al[i];
-
-			if (a < c->c_nal)
-				cr_mark(c, a * META_AL_EXTENT, META_AL_EXTENT);
-		}
+		cr_mark_hot(c);
 		log_warnx("volume.metadata: not stopped cleanly: %u hot "
 		    "extents of the activity log (%u MiB each) marked for "
 		    "resync", hot, META_AL_EXTENT >> 20);
@@ -388,6 +395,15 @@ cr_open(struct cr *c, const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	return rc;
+}
+
+void
+cr_flush_failed(struct cr *c)
+{
+	log_warnx("storage: a flush failed: the %u regions of the activity "
+	    "log are marked for resync", c->c_m.md_al_count);
+	cr_mark_hot(c);
+	cr_save(c);
 }
 
 int

@@ -91,6 +91,12 @@ void cr_set_durable(struct cr *c, const uint64_t *durable,
  * holds AL references on them, or calls cr_save). */
 void cr_mark(struct cr *c, uint64_t off, uint64_t len);
 void cr_mark_all(struct cr *c);
+/*
+ * The volume's flush failed, and a failed fdatasync may drop what the page
+ * cache held: the AL's regions, the only ones that can hold such writes,
+ * are marked changed and saved (logged), for the next resync to copy.
+ */
+void cr_flush_failed(struct cr *c);
 void cr_clear(struct cr *c, uint64_t ext);
 int  cr_test(const struct cr *c, uint64_t ext);
 /* The first set bit at or after ext, or c_nbits. */

@@ -61,6 +61,7 @@ struct ring_ent {
 	unsigned	 re_need;	/* WIRE_ACK_* that answers re_r */
 	int		 re_acked;	/* APPLIED seen */
 	uint8_t		 re_cr;		/* a write's PR_CR_*: the AL hold */
+	uint8_t		 re_flush;	/* a FLUSH */
 	uint64_t	 re_off, re_len;
 };
 
@@ -310,6 +311,7 @@ frame_out(struct repl *rp, struct preq *r)
 	e->re_acked = 0;
 	e->re_r = e->re_need != 0 ? r : NULL;
 	e->re_cr = r->pr_cr;
+	e->re_flush = op->type == TG_FLUSH;
 	e->re_off = op->off;
 	e->re_len = op->len;
 	rp->rp_bytes += e->re_bytes;
@@ -393,6 +395,7 @@ handle_ack(struct repl *rp, const struct wire_hdr *h, unsigned kind,
 	struct ring_ent *e = ring_find(rp, h->seq);
 	uint64_t skipped;
 	struct preq *r;
+	int flush_failed;
 
 	if (e == NULL || (h->type != WIRE_ACK && (e->re_r == NULL ||
 	    e->re_r->pr_op.type != TG_OTHER || e->re_r->pr_op.off != h->offset ||
@@ -413,6 +416,7 @@ handle_ack(struct repl *rp, const struct wire_hdr *h, unsigned kind,
 			    strerror(status), (unsigned long long)skipped);
 		p->p_errors++;
 	}
+	flush_failed = status != 0 && e->re_flush;
 	if (kind == WIRE_ACK_APPLIED)
 		ring_settle(rp, e, status != 0);
 	if (h->type == WIRE_READ_DATA)
@@ -436,6 +440,12 @@ handle_ack(struct repl *rp, const struct wire_hdr *h, unsigned kind,
 		rp->rp_bytes -= ring_at(rp, 0)->re_bytes;
 		rp->rp_head = (rp->rp_head + 1) % rp->rp_cap;
 		rp->rp_len--;
+	}
+	if (flush_failed) {
+		/* What the mirror's page cache lost, it recorded: its
+		 * change record comes with the next hello. */
+		repl_drop(rp, "its disk failed a flush: %s", strerror(status));
+		return;
 	}
 	if (repl_window_open(p)) {
 		event_del(rp->rp_cong);

@@ -528,6 +528,35 @@ START_TEST(al_retire_waits_for_a_flush)
 }
 END_TEST
 
+static int
+want_flush_failed(uint64_t e)
+{
+	return in_al(e, 1) || in_al(e, 3);
+}
+
+/* A failed flush marks every hot extent and saves the marks. */
+START_TEST(al_flush_failed_marks_hot)
+{
+	struct cr c;
+	uint64_t commits;
+
+	cfg_init(9 * ALX + 2 * EXT, 127);
+	open_expect(&c, 1);
+	ck_assert_int_eq(cr_begin(&c, ALX, 10, 1), 0);
+	cr_end(&c, ALX, 10, 1, 1);
+	ck_assert_int_eq(cr_begin(&c, 3 * ALX, 10, 1), 0);	/* in flight */
+	commits = c.c_bm_commits;
+	cr_flush_failed(&c);
+	assert_marked(&c, want_flush_failed);
+	ck_assert_uint_eq(c.c_ndirty, 2 * PER_AL);
+	/* Saved, not only in memory. */
+	ck_assert_uint_eq(c.c_bm_commits, commits + 1);
+	ck_assert_int_eq(c.c_unsaved, 0);
+	cr_end(&c, 3 * ALX, 10, 1, 1);
+	cr_close(&c, 1);
+}
+END_TEST
+
 /* Eviction too: with no durable victim the AL grows past its cap. */
 START_TEST(al_eviction_waits_for_a_flush)
 {
@@ -925,6 +954,7 @@ main(void)
 	tcase_add_test(al, al_retire_idle);
 	tcase_add_test(al, al_retire_waits_for_a_flush);
 	tcase_add_test(al, al_eviction_waits_for_a_flush);
+	tcase_add_test(al, al_flush_failed_marks_hot);
 	tcase_set_timeout(al, 120);
 	suite_add_tcase(s, al);
 

@@ -1,0 +1,83 @@
+#!/bin/sh
+# 31-mirror-flush-error: the mirror's disk fails a flush (nbdkit's eval
+# plugin behind nbdfuse gives a file, kept in $T/backing.img, whose flushes
+# fail with EIO while $T/inject exists). A failed fdatasync may drop what the page cache held, so the
+# mirror marks every region of its activity log changed and says so; the
+# primary, told by the FLUSH's ack, drops the session and reconnects, and
+# the resync copies those regions (at least the 1 MiB written just before
+# the failed flush). The client's FLUSH succeeds: the primary's copy is
+# durable. After clean stops the two volumes are equal.
+. "$(dirname "$0")/lib.sh"
+need qemu-io
+need nbdfuse
+need nbdkit
+if [ "$(id -u)" != 0 ] || [ ! -c /dev/fuse ]; then
+	echo "SKIP: needs root and /dev/fuse for nbdfuse"
+	exit 77
+fi
+nbdkit --dump-plugin eval >/dev/null 2>&1 || { echo "SKIP: nbdkit eval plugin"; exit 77; }
+
+fault_setup sync 64M
+mkdir "$T/mp"
+truncate -s 64M "$T/backing.img"
+# (nbdkit 1.32's error filter cannot fail a flush.) $3 is the count, $4
+# the offset.
+B=$T/backing.img
+nbdfuse "$T/mp" --command nbdkit -s eval \
+    get_size="echo $((64 * MIB))" \
+    pread="dd if='$B' iflag=skip_bytes,count_bytes skip=\$4 count=\$3 status=none" \
+    pwrite="dd of='$B' oflag=seek_bytes conv=notrunc seek=\$4 status=none" \
+    can_flush="exit 0" \
+    flush="if [ -e '$T/inject' ]; then echo 'EIO injected' >&2; exit 1; fi; sync '$B'" \
+    >"$T/fuse.log" 2>&1 &
+FUSE_PID=$!
+fault_cleanup() {
+	_x=$?
+	umount -l "$T/mp" 2>/dev/null
+	_stop_pid "$FUSE_PID" TERM 5
+	(exit $_x)
+	cleanup
+}
+trap fault_cleanup EXIT
+_n=0
+until [ -f "$T/mp/nbd" ]; do
+	_n=$((_n + 1))
+	[ $_n -le 100 ] || fail "nbdfuse: no $T/mp/nbd: $(cat "$T/fuse.log")"
+	sleep 0.1
+done
+sed -i "s|path = \"$T/mirror.img\"|path = \"$T/mp/nbd\"|" "$T/mirror.conf"
+grep -q "$T/mp/nbd" "$T/mirror.conf" || fail "could not point the mirror at the FUSE file"
+
+start_mirror
+start_primary
+wait_in_sync
+qio "write -P 0x11 0 4M"
+wait_in_sync
+resynced0=$(pstat 's["counters"]["resync_extents"]')
+
+touch "$T/inject"
+qemu-io -f raw -c "write -P 0x22 8M 1M" -c flush "$NBD_URI" >"$T/w.out" 2>&1 ||
+    fail "write and flush with the mirror's flushes failing: $(cat "$T/w.out")"
+grep -qi 'error\|fail' "$T/w.out" &&
+    fail "the client saw an error, with the primary's copy durable: $(cat "$T/w.out")"
+echo "ok   the client's write and flush succeed (the primary's copy is durable)"
+wait_for "$MIRROR_LOG" 'a flush failed: the [1-9][0-9]* regions of the activity log are marked for resync' ||
+    fail "the mirror did not mark its activity log: $(tail -5 "$MIRROR_LOG")"
+echo "ok   mirror: $(grep -o 'a flush failed: .*' "$MIRROR_LOG" | head -1)"
+wait_for "$PRIMARY_LOG" 'its disk failed a flush' ||
+    fail "the primary did not drop the session: $(tail -5 "$PRIMARY_LOG")"
+echo "ok   primary: $(grep -o 'mirror .*its disk failed a flush[^;]*' "$PRIMARY_LOG" | head -1)"
+
+rm -f "$T/inject"
+wait_in_sync
+resynced=$(( $(pstat 's["counters"]["resync_extents"]') - resynced0 ))
+# The 1 MiB at 8M is 16 extents of 64 KiB, in one 4 MiB region of the log.
+[ "$resynced" -ge 16 ] ||
+    fail "the resync after the failed flush moved $resynced extents, want the 16 written at least"
+echo "ok   the resync after it copied $resynced extents"
+
+stop_primary || fail "duet-primary exited with $?"
+stop_mirror || fail "duet-mirror exited with $?"
+cmp "$T/primary.img" "$T/backing.img" || fail "the two volumes differ"
+echo "ok   the volumes are equal"
+echo "PASS: $TNAME"
