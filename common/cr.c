@@ -203,11 +203,11 @@ cr_mark_hot(struct cr *c)
 
 void
 cr_set_durable(struct cr *c, const uint64_t *durable,
-    void (*want_flush)(void *), void *arg)
+    int (*flush)(void *, int), void *arg)
 {
 	c->c_durable = durable;
-	c->c_want_flush = want_flush;
-	c->c_want_arg = arg;
+	c->c_flush = flush;
+	c->c_flush_arg = arg;
 }
 
 /* Whether entry i's writes are on the disk, not only in the page cache. */
@@ -233,6 +233,31 @@ al_victim(const struct cr *c, uint64_t a0, uint64_t a1)
 	return v;
 }
 
+/*
+ * No entry outside [a0, a1] can leave (al_victim found none). Idle ones
+ * that wait for a flush get one: in the background while the AL may grow,
+ * at once when it is full. 0: a flush succeeded, look again.
+ */
+static int
+al_flush_for_room(struct cr *c, uint64_t a0, uint64_t a1)
+{
+	uint32_t i;
+
+	if (c->c_flush == NULL)
+		return -1;
+	for (i = 0; i < c->c_m.md_al_count; i++)
+		if (c->c_al_refs[i] == 0 &&
+		    (c->c_m.md_al[i] < a0 || c->c_m.md_al[i] > a1))
+			break;
+	if (i == c->c_m.md_al_count)
+		return -1;	/* every entry busy: nothing to flush for */
+	if (c->c_m.md_al_count < META_AL_MAX) {
+		(void)c->c_flush(c->c_flush_arg, 0);
+		return -1;
+	}
+	return c->c_flush(c->c_flush_arg, 1);
+}
+
 int
 cr_begin(struct cr *c, uint64_t off, uint64_t len, unsigned refs)
 {
@@ -249,7 +274,10 @@ cr_begin(struct cr *c, uint64_t off, uint64_t len, unsigned refs)
 		if (c->c_al_slot[a] >= 0)
 			continue;
 		while (c->c_m.md_al_count >= c->c_al_cap) {
-			if ((v = al_victim(c, a0, a1)) < 0)
+			if ((v = al_victim(c, a0, a1)) < 0 &&
+			    al_flush_for_room(c, a0, a1) == 0)
+				v = al_victim(c, a0, a1);
+			if (v < 0)
 				break;
 			al_remove(c, (uint32_t)v);
 			evicted = 1;
@@ -301,8 +329,8 @@ cr_retire(struct cr *c, uint64_t idle_ns)
 		} else
 			i++;
 	}
-	if (wait && c->c_want_flush != NULL)
-		c->c_want_flush(c->c_want_arg);
+	if (wait && c->c_flush != NULL)
+		(void)c->c_flush(c->c_flush_arg, 0);
 	if (n == 0)
 		return 0;
 	c->c_al_commits++;

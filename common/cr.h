@@ -53,8 +53,8 @@ struct cr {
 	uint64_t	 c_al_commits;	/* header writes for the AL */
 	uint64_t	 c_bm_commits;	/* bitmap writes */
 	const uint64_t	*c_durable;	/* cr_set_durable; NULL: always */
-	void		(*c_want_flush)(void *);
-	void		*c_want_arg;
+	int		(*c_flush)(void *, int);
+	void		*c_flush_arg;
 };
 
 /*
@@ -81,11 +81,14 @@ int  cr_retire(struct cr *c, uint64_t idle_ns);
 /*
  * From now on an AL entry leaves the AL (retired or evicted) only when
  * its last write ended before *durable (now_ns; read atomically): the
- * start of the latest volume flush that succeeded. want_flush(arg) is
- * called when cr_retire finds idle entries that wait for such a flush.
+ * start of the latest volume flush that succeeded. Idle entries that wait
+ * for one call flush(arg, 0), which starts one in the background; an AL
+ * at META_AL_MAX with no other way to make room calls flush(arg, 1),
+ * which flushes before it returns 0 (or fails: -1, and the range is
+ * marked instead).
  */
 void cr_set_durable(struct cr *c, const uint64_t *durable,
-    void (*want_flush)(void *), void *arg);
+    int (*flush)(void *, int), void *arg);
 
 /* Marks the extents of [off, off+len) changed (in memory: the caller
  * holds AL references on them, or calls cr_save). */

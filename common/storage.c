@@ -195,6 +195,16 @@ storage_flush_bg(struct storage *st)
 		st->st_bg_state = STORAGE_BG_IDLE;	/* the next call retries */
 }
 
+int
+storage_flush_al(void *st, int wait)
+{
+	if (!wait) {
+		storage_flush_bg(st);
+		return 0;
+	}
+	return storage_flush(st) == 0 ? 0 : -1;
+}
+
 void
 storage_close(struct storage *st)
 {

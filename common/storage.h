@@ -47,6 +47,9 @@ int storage_flush(struct storage *st);	/* fdatasync */
  * event thread); storage_close waits for it.
  */
 void storage_flush_bg(struct storage *st);
+/* st (a struct storage *): storage_flush_bg (0), or storage_flush (wait:
+ * 0 or -1): the activity log's flush, for cr_set_durable. */
+int storage_flush_al(void *st, int wait);
 
 /* Data/hole map for files (SEEK_DATA/SEEK_HOLE): the next data extent at or
  * after off, as [*data_off, *data_off + *data_len). Returns 0, 1 when no data

@@ -91,13 +91,6 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	mirror_check_stopped(m);
 }
 
-/* The activity log waits for a flush (common/cr.h): a background one. */
-static void
-want_flush(void *arg)
-{
-	storage_flush_bg(arg);
-}
-
 /*
  * The volume as this mirror keeps it. One that ran as a primary (the old
  * primary after a failover) keeps its generations and change record: the
@@ -156,7 +149,7 @@ main(int argc, char **argv)
 	if ((rc = volume_open(&m->mr_cfg, &m->mr_st, &m->mr_cr)) != 0 ||
 	    (rc = take_role(m)) != 0)
 		return rc;
-	cr_set_durable(&m->mr_cr, &m->mr_st.st_durable_ns, want_flush,
+	cr_set_durable(&m->mr_cr, &m->mr_st.st_durable_ns, storage_flush_al,
 	    &m->mr_st);
 	m->mr_max_queued = m->mr_cfg.max_inflight_bytes;
 

@@ -110,15 +110,16 @@ check_config(const struct config *cfg, char *err, size_t errlen)
 	return -1;
 }
 
-/* The activity log waits for a flush (common/cr.h): a background one.
- * A failed disk is not touched, so its log only grows. */
-static void
-want_flush(void *arg)
+/* The activity log waits for a flush (common/cr.h). A failed disk is not
+ * touched: its log fills, and then writes are marked changed instead. */
+static int
+al_flush(void *arg, int wait)
 {
 	struct primary *p = arg;
 
-	if (!__atomic_load_n(&p->p_disk_failed, __ATOMIC_RELAXED))
-		storage_flush_bg(&p->p_st);
+	if (__atomic_load_n(&p->p_disk_failed, __ATOMIC_RELAXED))
+		return -1;
+	return storage_flush_al(&p->p_st, wait);
 }
 
 /*
@@ -197,7 +198,7 @@ main(int argc, char **argv)
 	if ((rc = volume_open(&p->p_cfg, &p->p_st, &p->p_cr)) != 0 ||
 	    (rc = take_role(p)) != 0)
 		return rc;
-	cr_set_durable(&p->p_cr, &p->p_st.st_durable_ns, want_flush, p);
+	cr_set_durable(&p->p_cr, &p->p_st.st_durable_ns, al_flush, p);
 
 	if (!fg && daemon(0, 0) == -1) {
 		log_warn("daemon");

@@ -493,13 +493,16 @@ START_TEST(al_retire_idle)
 }
 END_TEST
 
-static int want_flush_calls;
+static int flush_calls[2];	/* by wait */
 
-static void
-count_want_flush(void *arg)
+/* arg: the durable stamp. Waiting, it "flushes": the stamp moves on. */
+static int
+count_flush(void *arg, int wait)
 {
-	(void)arg;
-	want_flush_calls++;
+	flush_calls[wait]++;
+	if (wait)
+		*(uint64_t *)arg = now_ns();
+	return 0;
 }
 
 /* With cr_set_durable, an idle entry leaves only once a flush that began
@@ -511,19 +514,20 @@ START_TEST(al_retire_waits_for_a_flush)
 
 	cfg_init(9 * ALX + 2 * EXT, 127);
 	open_expect(&c, 1);
-	want_flush_calls = 0;
-	cr_set_durable(&c, &durable, count_want_flush, NULL);
+	memset(flush_calls, 0, sizeof(flush_calls));
+	cr_set_durable(&c, &durable, count_flush, &durable);
 	ck_assert_int_eq(cr_begin(&c, ALX, 10, 1), 0);
 	durable = now_ns();	/* a flush that began before the write ended */
 	cr_end(&c, ALX, 10, 1, 1);
 	ck_assert_int_eq(cr_retire(&c, 0), 0);
 	ck_assert(al_is_hot(&c, 1));
-	ck_assert_int_eq(want_flush_calls, 1);
+	ck_assert_int_eq(flush_calls[0], 1);
 	durable = now_ns();	/* one that began after */
 	ck_assert_int_eq(cr_retire(&c, 0), 0);
 	ck_assert(!al_is_hot(&c, 1));
 	ck_assert_uint_eq(c.c_m.md_al_count, 0);
-	ck_assert_int_eq(want_flush_calls, 1);
+	ck_assert_int_eq(flush_calls[0], 1);
+	ck_assert_int_eq(flush_calls[1], 0);
 	cr_close(&c, 1);
 }
 END_TEST
@@ -565,7 +569,8 @@ START_TEST(al_eviction_waits_for_a_flush)
 
 	cfg_init(9 * ALX + 2 * EXT, 2);
 	open_expect(&c, 1);
-	cr_set_durable(&c, &durable, count_want_flush, NULL);
+	memset(flush_calls, 0, sizeof(flush_calls));
+	cr_set_durable(&c, &durable, count_flush, &durable);
 	ck_assert_int_eq(cr_begin(&c, 0, 1, 1), 0);		/* A */
 	cr_end(&c, 0, 1, 1, 1);
 	ck_assert_int_eq(cr_begin(&c, ALX, 1, 1), 0);		/* B */
@@ -574,6 +579,9 @@ START_TEST(al_eviction_waits_for_a_flush)
 	cr_end(&c, 2 * ALX, 1, 1, 1);
 	ck_assert_uint_eq(c.c_m.md_al_count, 3);
 	ck_assert(al_is_hot(&c, 0) && al_is_hot(&c, 1) && al_is_hot(&c, 2));
+	/* C's begin asked for one in the background. */
+	ck_assert_int_eq(flush_calls[0], 1);
+	ck_assert_int_eq(flush_calls[1], 0);
 	durable = now_ns();
 	ck_assert_int_eq(cr_begin(&c, 3 * ALX, 1, 1), 0);	/* D */
 	cr_end(&c, 3 * ALX, 1, 1, 1);
@@ -746,6 +754,33 @@ START_TEST(al_full_of_busy_marks_instead)
 
 	crash_reopen(&c);
 	assert_marked(&c, want_full);
+	cr_close(&c, 1);
+}
+END_TEST
+
+/* Full of idle entries that wait for a flush: one is made at once, and
+ * they leave instead of the new range being marked. */
+START_TEST(al_full_of_idle_flushes_now)
+{
+	struct cr c;
+	uint64_t durable = 0;
+
+	cfg_init((META_AL_MAX + 2) * ALX, 2);
+	open_expect(&c, 1);
+	memset(flush_calls, 0, sizeof(flush_calls));
+	cr_set_durable(&c, &durable, count_flush, &durable);
+	for (uint64_t a = 0; a < META_AL_MAX; a++) {
+		ck_assert_int_eq(cr_begin(&c, a * ALX, 4096, 1), 0);
+		cr_end(&c, a * ALX, 4096, 1, 1);
+	}
+	ck_assert_uint_eq(c.c_m.md_al_count, META_AL_MAX);
+	ck_assert_int_eq(flush_calls[1], 0);
+	ck_assert_int_eq(cr_begin(&c, META_AL_MAX * ALX, 4096, 1), 0);
+	ck_assert_int_eq(flush_calls[1], 1);
+	ck_assert_uint_eq(c.c_ndirty, 0);
+	ck_assert_uint_eq(c.c_m.md_al_count, 2);	/* back to the cap */
+	ck_assert(al_is_hot(&c, META_AL_MAX));
+	cr_end(&c, META_AL_MAX * ALX, 4096, 1, 1);
 	cr_close(&c, 1);
 }
 END_TEST
@@ -955,6 +990,7 @@ main(void)
 	tcase_add_test(al, al_retire_waits_for_a_flush);
 	tcase_add_test(al, al_eviction_waits_for_a_flush);
 	tcase_add_test(al, al_flush_failed_marks_hot);
+	tcase_add_test(al, al_full_of_idle_flushes_now);
 	tcase_set_timeout(al, 120);
 	suite_add_tcase(s, al);
 
