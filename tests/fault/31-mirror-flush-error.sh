@@ -9,44 +9,20 @@
 # durable. After clean stops the two volumes are equal.
 . "$(dirname "$0")/lib.sh"
 need qemu-io
-need nbdfuse
-need nbdkit
-if [ "$(id -u)" != 0 ] || [ ! -c /dev/fuse ]; then
-	echo "SKIP: needs root and /dev/fuse for nbdfuse"
-	exit 77
-fi
-nbdkit --dump-plugin eval >/dev/null 2>&1 || { echo "SKIP: nbdkit eval plugin"; exit 77; }
+need dd
+need_fuse eval
 
 fault_setup sync 64M
-mkdir "$T/mp"
 truncate -s 64M "$T/backing.img"
 # (nbdkit 1.32's error filter cannot fail a flush.) $3 is the count, $4
 # the offset.
 B=$T/backing.img
-nbdfuse "$T/mp" --command nbdkit -s eval \
+fuse_disk mirror eval \
     get_size="echo $((64 * MIB))" \
     pread="dd if='$B' iflag=skip_bytes,count_bytes skip=\$4 count=\$3 status=none" \
     pwrite="dd of='$B' oflag=seek_bytes conv=notrunc seek=\$4 status=none" \
     can_flush="exit 0" \
-    flush="if [ -e '$T/inject' ]; then echo 'EIO injected' >&2; exit 1; fi; sync '$B'" \
-    >"$T/fuse.log" 2>&1 &
-FUSE_PID=$!
-fault_cleanup() {
-	_x=$?
-	umount -l "$T/mp" 2>/dev/null
-	_stop_pid "$FUSE_PID" TERM 5
-	(exit $_x)
-	cleanup
-}
-trap fault_cleanup EXIT
-_n=0
-until [ -f "$T/mp/nbd" ]; do
-	_n=$((_n + 1))
-	[ $_n -le 100 ] || fail "nbdfuse: no $T/mp/nbd: $(cat "$T/fuse.log")"
-	sleep 0.1
-done
-sed -i "s|path = \"$T/mirror.img\"|path = \"$T/mp/nbd\"|" "$T/mirror.conf"
-grep -q "$T/mp/nbd" "$T/mirror.conf" || fail "could not point the mirror at the FUSE file"
+    flush="if [ -e '$T/inject' ]; then echo 'EIO injected' >&2; exit 1; fi; sync '$B'"
 
 start_mirror
 start_primary

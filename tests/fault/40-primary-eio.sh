@@ -11,37 +11,12 @@
 . "$(dirname "$0")/lib.sh"
 need fio
 need qemu-io
-need nbdfuse
-need nbdkit
-if [ "$(id -u)" != 0 ] || [ ! -c /dev/fuse ]; then
-	echo "SKIP: needs root and /dev/fuse for nbdfuse"
-	exit 77
-fi
-nbdkit --dump-plugin file >/dev/null 2>&1 || { echo "SKIP: nbdkit file plugin"; exit 77; }
+need_fuse file
 
 fault_setup "${EIO_MODE:-sync}" 64M
-mkdir "$T/mp"
 truncate -s 64M "$T/backing.img"
-nbdfuse "$T/mp" --command nbdkit -s file "$T/backing.img" --filter=error \
-    error=EIO error-pread-rate=100% error-pread-file="$T/inject" \
-    >"$T/fuse.log" 2>&1 &
-FUSE_PID=$!
-fault_cleanup() {
-	_x=$?
-	umount -l "$T/mp" 2>/dev/null
-	_stop_pid "$FUSE_PID" TERM 5
-	(exit $_x)
-	cleanup
-}
-trap fault_cleanup EXIT
-_n=0
-until [ -f "$T/mp/nbd" ]; do
-	_n=$((_n + 1))
-	[ $_n -le 100 ] || fail "nbdfuse: no $T/mp/nbd: $(cat "$T/fuse.log")"
-	sleep 0.1
-done
-sed -i "s|path = \"$T/primary.img\"|path = \"$T/mp/nbd\"|" "$T/primary.conf"
-grep -q "$T/mp/nbd" "$T/primary.conf" || fail "could not point the primary at the FUSE file"
+fuse_disk primary file "$T/backing.img" --filter=error \
+    error=EIO error-pread-rate=100% error-pread-file="$T/inject"
 
 start_mirror
 start_primary

@@ -36,6 +36,12 @@
 #   al_extents OFF LEN  how many extents the 4 MiB activity log regions
 #                       that [OFF, OFF+LEN) touches hold: what a crash
 #                       may resync of a region written
+#   need_fuse PLUGIN    skip (77) unless root, /dev/fuse, nbdfuse and
+#                       nbdkit's PLUGIN are here
+#   fuse_disk WHO NBDKIT_ARG...  WHO's (primary or mirror) volume becomes
+#                       $T/mp/nbd, which nbdfuse serves from
+#                       "nbdkit -s NBDKIT_ARG..."; unmounted, and nbdfuse
+#                       stopped by pid, when the test ends
 NEED_PRIMARY=1
 . "$(dirname "$0")/../integration/lib.sh"
 need python3
@@ -199,4 +205,41 @@ check_resync() {
 	    fail "the primary did a full resync after $3"
 	[ "$(grep -c 'full resync' "$MIRROR_LOG")" = 1 ] ||
 	    fail "the mirror saw a full resync after $3"
+}
+
+need_fuse() {
+	need nbdfuse
+	need nbdkit
+	if [ "$(id -u)" != 0 ] || [ ! -c /dev/fuse ]; then
+		echo "SKIP: needs root and /dev/fuse for nbdfuse"
+		exit 77
+	fi
+	nbdkit --dump-plugin "$1" >/dev/null 2>&1 ||
+	    { echo "SKIP: no nbdkit $1 plugin"; exit 77; }
+}
+
+_fuse_cleanup() {
+	_x=$?
+	umount -l "$T/mp" 2>/dev/null
+	_stop_pid "$FUSE_PID" TERM 5
+	(exit $_x)
+	cleanup
+}
+
+fuse_disk() {
+	_who=$1
+	shift
+	mkdir "$T/mp"
+	nbdfuse "$T/mp" --command nbdkit -s "$@" >"$T/fuse.log" 2>&1 &
+	FUSE_PID=$!
+	trap _fuse_cleanup EXIT
+	_n=0
+	until [ -f "$T/mp/nbd" ]; do
+		_n=$((_n + 1))
+		[ $_n -le 100 ] || fail "nbdfuse: no $T/mp/nbd: $(cat "$T/fuse.log")"
+		sleep 0.1
+	done
+	sed -i "s|path = \"$T/$_who.img\"|path = \"$T/mp/nbd\"|" "$T/$_who.conf"
+	grep -q "$T/mp/nbd" "$T/$_who.conf" ||
+	    fail "could not point the $_who at the FUSE file"
 }
