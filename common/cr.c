@@ -412,6 +412,14 @@ cr_open(struct cr *c, const struct config *cfg, char *err, size_t errlen)
 		    "extents of the activity log (%u MiB each) marked for "
 		    "resync", hot, META_AL_EXTENT >> 20);
 	}
+	/* A mirror's resync copies are not in its log (the primary has
+	 * them), and a crash may have lost the ones not yet on disk. */
+	if (!(c->c_m.md_flags & META_F_CLEAN) &&
+	    (c->c_m.md_flags & META_F_INCONSISTENT)) {
+		cr_mark_all(c);
+		log_warnx("volume.metadata: not stopped cleanly during a "
+		    "resync: every extent marked for resync");
+	}
 	c->c_m.md_al_count = 0;
 	c->c_m.md_flags &= ~META_F_CLEAN;
 	c->c_unsaved = 1;

@@ -414,6 +414,31 @@ END_TEST
 
 /* ---- crashes and the activity log ---------------------------------- */
 
+/* A crash in a resync (inconsistent): every extent; a clean stop: none. */
+START_TEST(crash_while_inconsistent_marks_all)
+{
+	struct cr c;
+
+	cfg_init(64 * EXT, 127);
+	open_expect(&c, 1);
+	c.c_m.md_flags |= META_F_INCONSISTENT;
+	ck_assert_int_eq(cr_commit(&c), 0);
+	clean_reopen(&c);
+	ck_assert_uint_eq(c.c_ndirty, 0);
+	crash_reopen(&c);
+	ck_assert_uint_eq(c.c_ndirty, c.c_nbits);
+	ck_assert_uint_eq(count_bits(&c), 64);
+	/* Consistent again: a crash marks only what was hot. */
+	c.c_m.md_flags &= ~META_F_INCONSISTENT;
+	for (uint64_t e = 0; e < c.c_nbits; e++)
+		cr_clear(&c, e);
+	ck_assert_int_eq(cr_save(&c), 0);
+	crash_reopen(&c);
+	ck_assert_uint_eq(c.c_ndirty, 0);
+	cr_close(&c, 1);
+}
+END_TEST
+
 static int
 want_crash(uint64_t e)
 {
@@ -979,6 +1004,7 @@ main(void)
 	tcase_add_unchecked_fixture(al, base_setup, base_teardown);
 	tcase_add_checked_fixture(al, test_setup, test_teardown);
 	tcase_add_test(al, crash_marks_every_hot_al_extent);
+	tcase_add_test(al, crash_while_inconsistent_marks_all);
 	tcase_add_test(al, al_eviction_saves_bits_first);
 	tcase_add_test(al, al_evicts_least_recently_used);
 	tcase_add_test(al, al_busy_extents_are_not_evicted);
