@@ -200,6 +200,8 @@ main(int argc, char **argv)
 		rc = -EIO;
 	ctl_free(m->mr_ctl);
 	event_free(m->mr_cr_timer);
+	if (m->mr_sync_ev != NULL)
+		event_free(m->mr_sync_ev);
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	if (m->mr_stop_timer != NULL)

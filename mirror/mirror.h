@@ -90,6 +90,10 @@ struct mirror {
 
 	/* What the mirror's disk holds (status "disk"). */
 	const char	*mr_disk;	/* "outdated", "inconsistent", "up-to-date" */
+	/* IN_SYNC waits for a flush that begins after it (session.c). */
+	struct session	*mr_sync_s;	/* the session that said it, or NULL */
+	uint64_t	 mr_sync_at;	/* when (now_ns) */
+	struct event	*mr_sync_ev;	/* looks again */
 	time_t		 mr_since;	/* last session start or end */
 	time_t		 mr_started;
 	struct ctl	*mr_ctl;

@@ -80,6 +80,7 @@ struct session {
 };
 
 static void session_read(struct stream *, void *);
+static void in_sync_check(evutil_socket_t, short, void *);
 
 static void
 fmap_release(struct mirror *m, struct fmap *f, int mark)
@@ -123,6 +124,8 @@ session_drop(struct session *s)
 	}
 	if (s->s_timer != NULL)
 		event_del(s->s_timer);
+	if (m->mr_sync_s == s)
+		m->mr_sync_s = NULL;	/* its IN_SYNC is void */
 	if (m->mr_active == s) {
 		/* What the primary never confirmed may be missing there:
 		 * after a failover it must be sent back. */
@@ -695,23 +698,48 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 
 /* The primary says everything before this frame was sent: once those are
  * applied, the disk equals the primary's. In-flight ones are applied in
- * order before anything newer, so "up-to-date" holds from here on. */
+ * order before anything newer, so "up-to-date" holds from here on. The
+ * primary counted every copy applied before it sent this; they must reach
+ * the disk before the metadata says the volume is consistent (a mirror
+ * promoted after a power cut must not lack them). That flush runs in the
+ * background (it may write back gigabytes): in_sync_check waits for one
+ * that began after this, and then marks the volume consistent. */
 static void
 m_in_sync(struct session *s)
 {
 	struct mirror *m = s->s_m;
-	struct cr *c = &m->mr_cr;
-	int rc;
+	struct timeval tv = { 0, 0 };
 
-	/* The primary counted every copy applied before it sent this: they
-	 * reach the disk before the metadata says the volume is consistent
-	 * (a mirror promoted after a power cut must not lack them). */
-	if ((rc = storage_flush(&m->mr_st)) != 0) {
-		log_warnx("peer %s: flushing the volume before marking it up "
-		    "to date: %s; it stays inconsistent", s->s_peer,
-		    strerror(-rc));
+	if (m->mr_sync_ev == NULL &&
+	    (m->mr_sync_ev = evtimer_new(m->mr_base, in_sync_check, m)) == NULL) {
+		log_warnx("peer %s: no memory to mark the volume up to date",
+		    s->s_peer);
 		return;
 	}
+	m->mr_sync_s = s;
+	m->mr_sync_at = now_ns();
+	evtimer_add(m->mr_sync_ev, &tv);
+}
+
+static void
+in_sync_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct mirror *m = arg;
+	struct session *s = m->mr_sync_s;
+	struct cr *c = &m->mr_cr;
+	struct timeval tv = { 0, 20000 };
+
+	(void)fd; (void)what;
+	/* A session that ended (session_drop) left nothing to finish. */
+	if (s == NULL)
+		return;
+	if (__atomic_load_n(&m->mr_st.st_durable_ns, __ATOMIC_ACQUIRE) <=
+	    m->mr_sync_at) {
+		storage_flush_bg(&m->mr_st);	/* unless one runs */
+		evtimer_add(m->mr_sync_ev, &tv);
+		return;
+	}
+	m->mr_sync_s = NULL;
 	/* Whatever this side had that the primary lacked was in the union
 	 * the primary saved and copied over: nothing is owed any more. */
 	for (uint64_t e = cr_next(c, 0); e < c->c_nbits; e = cr_next(c, e + 1))
