@@ -45,7 +45,10 @@
  * more than about NBD_CONN_OUT_MAX + PRIMARY_MAX_BLOCK. The input buffer
  * holds at most about two maximal WRITEs (NBD_CONN_IN_MAX); a WRITE is
  * only allocated once its whole payload is buffered. nbd_pause() stops all
- * request reading while io.c's window is full.
+ * request reading while io.c's window is full. Across all connections,
+ * no request is read while the WRITE data io.c holds exceeds
+ * primary.max_inflight_bytes (resuming below half of it): without a
+ * mirror, the window does not bound what a slow disk has yet to take.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -378,7 +381,7 @@ conn_may_read(struct nbd_conn *c)
 {
 	if (c->c_s == NULL || c->c_closing || conn_out_full(c))
 		return 0;
-	if (c->c_state == CS_TRANS && (c->c_p->p_paused ||
+	if (c->c_state == CS_TRANS && (c->c_p->p_paused || c->c_p->p_wfull ||
 	    c->c_inflight >= NBD_CONN_MAX_INFLIGHT))
 		return 0;
 	return 1;
@@ -463,6 +466,22 @@ req_refused(struct nbd_conn *c, const struct nbd_request *req, int err)
 		    strerror(err));
 }
 
+/* A client's WRITE data left io.c: below half the limit, every
+ * connection may read requests again. */
+static void
+write_data_done(struct primary *p, uint64_t len)
+{
+	VERIFY(p->p_wbytes >= len);
+	p->p_wbytes -= len;
+	if (p->p_wfull && p->p_wbytes <= p->p_cfg.max_inflight_bytes / 2) {
+		struct nbd_conn *c;
+
+		p->p_wfull = 0;
+		for (c = p->p_conns; c != NULL; c = c->c_next)
+			conn_update(c);
+	}
+}
+
 void
 nbd_reply(struct preq *r)
 {
@@ -471,6 +490,8 @@ nbd_reply(struct preq *r)
 	uint16_t cmd = r->pr_cmd;
 	uint64_t len = r->pr_op.len;
 
+	if (cmd == NBD_CMD_WRITE)
+		write_data_done(p, len);
 	if (c == NULL) {		/* not ours; see primary.h */
 		io_free(p, r);
 		return;
@@ -737,6 +758,9 @@ tr_submit(struct nbd_conn *c, const struct nbd_request *req,
 	c->c_inflight++;
 	if (req->type == NBD_CMD_READ)
 		c->c_pend_read += req->length;
+	if (req->type == NBD_CMD_WRITE &&
+	    (p->p_wbytes += plen) > p->p_cfg.max_inflight_bytes)
+		p->p_wfull = 1;
 	io_submit(p, r);
 	return STEP_OK;
 }

@@ -215,6 +215,9 @@ struct primary {
 	struct nbd_conn	*p_conns;
 	unsigned	 p_nconns;
 	int		 p_paused;
+	uint64_t	 p_wbytes;	/* clients' WRITE data io.c holds */
+	int		 p_wfull;	/* p_wbytes over max_inflight_bytes:
+					 * no request is read (nbd.c) */
 
 	/* io.c */
 	uint64_t	 p_seq;		/* last sequence number given */
