@@ -54,6 +54,7 @@ cr_clear(struct cr *c, uint64_t ext)
 void
 cr_mark(struct cr *c, uint64_t off, uint64_t len)
 {
+	c->c_nmarks++;
 	for (uint64_t e = first_ext(c, off); e < end_ext(c, off, len); e++)
 		set_bit(c, e);
 }
@@ -61,6 +62,7 @@ cr_mark(struct cr *c, uint64_t off, uint64_t len)
 void
 cr_mark_all(struct cr *c)
 {
+	c->c_nmarks++;
 	for (uint64_t e = 0; e < c->c_nbits; e++)
 		set_bit(c, e);
 }
@@ -203,19 +205,50 @@ cr_mark_hot(struct cr *c)
 
 void
 cr_set_durable(struct cr *c, const uint64_t *durable,
-    int (*flush)(void *, int), void *arg)
+    const uint64_t *errors, int (*flush)(void *, int), void *arg)
 {
 	c->c_durable = durable;
+	c->c_flush_errors = errors;
+	c->c_errors_seen = __atomic_load_n(errors, __ATOMIC_ACQUIRE);
+	c->c_durable_now = __atomic_load_n(durable, __ATOMIC_ACQUIRE);
 	c->c_flush = flush;
 	c->c_flush_arg = arg;
 }
 
-/* Whether entry i's writes are on the disk, not only in the page cache. */
+void
+cr_check_flushes(struct cr *c)
+{
+	uint64_t d, e;
+
+	if (c->c_durable == NULL)
+		return;
+	/* In this order: a failure is counted before any later flush's
+	 * start is published (storage_flush). */
+	d = __atomic_load_n(c->c_durable, __ATOMIC_ACQUIRE);
+	e = __atomic_load_n(c->c_flush_errors, __ATOMIC_ACQUIRE);
+	if (e != c->c_errors_seen) {
+		c->c_errors_seen = e;
+		if (c->c_m.md_flags & META_F_INCONSISTENT) {
+			cr_mark_all(c);
+			log_warnx("storage: a flush failed during a resync: "
+			    "every extent is marked for resync");
+		} else {
+			cr_mark_hot(c);
+			log_warnx("storage: a flush failed: the %u regions of "
+			    "the activity log are marked for resync",
+			    c->c_m.md_al_count);
+		}
+		cr_save(c);
+	}
+	c->c_durable_now = d;
+}
+
+/* Whether entry i's writes are on the disk, not only in the page cache
+ * (as of the last cr_check_flushes). */
 static int
 al_durable(const struct cr *c, uint32_t i)
 {
-	return c->c_durable == NULL ||
-	    c->c_al_tick[i] < __atomic_load_n(c->c_durable, __ATOMIC_ACQUIRE);
+	return c->c_durable == NULL || c->c_al_tick[i] < c->c_durable_now;
 }
 
 /* The least recently used entry without references outside [a0, a1]
@@ -255,7 +288,10 @@ al_flush_for_room(struct cr *c, uint64_t a0, uint64_t a1)
 		(void)c->c_flush(c->c_flush_arg, 0);
 		return -1;
 	}
-	return c->c_flush(c->c_flush_arg, 1);
+	if (c->c_flush(c->c_flush_arg, 1) != 0)
+		return -1;
+	cr_check_flushes(c);
+	return 0;
 }
 
 int
@@ -273,6 +309,8 @@ cr_begin(struct cr *c, uint64_t off, uint64_t len, unsigned refs)
 	for (a = a0; a <= a1; a++) {
 		if (c->c_al_slot[a] >= 0)
 			continue;
+		if (c->c_m.md_al_count >= c->c_al_cap)
+			cr_check_flushes(c);
 		while (c->c_m.md_al_count >= c->c_al_cap) {
 			if ((v = al_victim(c, a0, a1)) < 0 &&
 			    al_flush_for_room(c, a0, a1) == 0)
@@ -317,6 +355,7 @@ cr_retire(struct cr *c, uint64_t idle_ns)
 	uint32_t i = 0;
 	int n = 0, wait = 0;
 
+	cr_check_flushes(c);
 	while (i < c->c_m.md_al_count) {
 		if (c->c_al_refs[i] == 0 && now - c->c_al_tick[i] >= idle_ns) {
 			if (!al_durable(c, i)) {
@@ -431,15 +470,6 @@ cr_open(struct cr *c, const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	return rc;
-}
-
-void
-cr_flush_failed(struct cr *c)
-{
-	log_warnx("storage: a flush failed: the %u regions of the activity "
-	    "log are marked for resync", c->c_m.md_al_count);
-	cr_mark_hot(c);
-	cr_save(c);
 }
 
 int

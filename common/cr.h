@@ -53,6 +53,10 @@ struct cr {
 	uint64_t	 c_al_commits;	/* header writes for the AL */
 	uint64_t	 c_bm_commits;	/* bitmap writes */
 	const uint64_t	*c_durable;	/* cr_set_durable; NULL: always */
+	const uint64_t	*c_flush_errors;
+	uint64_t	 c_errors_seen;
+	uint64_t	 c_durable_now;	/* *c_durable at cr_check_flushes */
+	uint64_t	 c_nmarks;	/* cr_mark calls so far */
 	int		(*c_flush)(void *, int);
 	void		*c_flush_arg;
 };
@@ -81,25 +85,29 @@ int  cr_retire(struct cr *c, uint64_t idle_ns);
 /*
  * From now on an AL entry leaves the AL (retired or evicted) only when
  * its last write ended before *durable (now_ns; read atomically): the
- * start of the latest volume flush that succeeded. Idle entries that wait
- * for one call flush(arg, 0), which starts one in the background; an AL
- * at META_AL_MAX with no other way to make room calls flush(arg, 1),
- * which flushes before it returns 0 (or fails: -1, and the range is
- * marked instead).
+ * start of the latest volume flush known to have succeeded (struct
+ * storage's st_durable_ns). Idle entries that wait for one call
+ * flush(arg, 0), which starts one in the background; an AL at
+ * META_AL_MAX with no other way to make room calls flush(arg, 1), which
+ * flushes before it returns 0 (or fails: -1, and the range is marked
+ * instead). *errors counts failed flushes (st_flush_errors).
  */
 void cr_set_durable(struct cr *c, const uint64_t *durable,
-    int (*flush)(void *, int), void *arg);
+    const uint64_t *errors, int (*flush)(void *, int), void *arg);
+/*
+ * Takes in the flushes that ended since the last call. One that failed
+ * may have dropped what the page cache held: the AL's regions, the only
+ * ones that can hold such writes (every extent, while a mirror's resync
+ * is unfinished: its copies are not in the AL), are marked changed and
+ * saved (logged), for the next resync to copy. Called before anything
+ * trusts *durable, and where a failed flush must show at once.
+ */
+void cr_check_flushes(struct cr *c);
 
 /* Marks the extents of [off, off+len) changed (in memory: the caller
  * holds AL references on them, or calls cr_save). */
 void cr_mark(struct cr *c, uint64_t off, uint64_t len);
 void cr_mark_all(struct cr *c);
-/*
- * The volume's flush failed, and a failed fdatasync may drop what the page
- * cache held: the AL's regions, the only ones that can hold such writes,
- * are marked changed and saved (logged), for the next resync to copy.
- */
-void cr_flush_failed(struct cr *c);
 void cr_clear(struct cr *c, uint64_t ext);
 int  cr_test(const struct cr *c, uint64_t ext);
 /* The first set bit at or after ext, or c_nbits. */

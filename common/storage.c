@@ -76,6 +76,7 @@ storage_open(struct storage *st, const char *path, uint64_t size,
 
 	memset(st, 0, sizeof(*st));
 	st->st_fd = -1;
+	VERIFY(pthread_mutex_init(&st->st_flush_mu, NULL) == 0);
 	if (strlen(path) >= sizeof(st->st_path)) {
 		snprintf(err, errlen, "%.64s...: path too long", path);
 		return -ENAMETOOLONG;
@@ -175,7 +176,7 @@ flush_bg(void *arg)
 {
 	struct storage *st = arg;
 
-	(void)storage_flush(st);	/* a failure: st_durable_ns stays */
+	(void)storage_flush(st);	/* its result: st_flush_errors */
 	__atomic_store_n(&st->st_bg_state, STORAGE_BG_DONE, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -408,16 +409,33 @@ storage_write_zeroes(struct storage *st, uint64_t len, uint64_t off,
 int
 storage_flush(struct storage *st)
 {
-	uint64_t start = now_ns(), prev;
+	uint64_t start;
+	int rc = 0;
 
+	VERIFY(pthread_mutex_lock(&st->st_flush_mu) == 0);
+	st->st_flushing++;
+	start = now_ns();
+	VERIFY(pthread_mutex_unlock(&st->st_flush_mu) == 0);
 	if (fdatasync(st->st_fd) == -1)
-		return -errno;
-	/* Every write that returned before start is on the disk now. */
-	prev = __atomic_load_n(&st->st_durable_ns, __ATOMIC_RELAXED);
-	while (prev < start && !__atomic_compare_exchange_n(&st->st_durable_ns,
-	    &prev, start, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-		;
-	return 0;
+		rc = -errno;
+	VERIFY(pthread_mutex_lock(&st->st_flush_mu) == 0);
+	if (rc != 0) {
+		st->st_flush_failed = 1;
+		__atomic_add_fetch(&st->st_flush_errors, 1, __ATOMIC_RELEASE);
+	} else if (start > st->st_flush_begun) {
+		st->st_flush_begun = start;
+	}
+	/* Every write that returned before st_flush_begun is on the disk,
+	 * unless an overlapping flush was told of pages lost. */
+	if (--st->st_flushing == 0) {
+		if (!st->st_flush_failed &&
+		    st->st_flush_begun > st->st_durable_ns)
+			__atomic_store_n(&st->st_durable_ns, st->st_flush_begun,
+			    __ATOMIC_RELEASE);
+		st->st_flush_failed = 0;
+	}
+	VERIFY(pthread_mutex_unlock(&st->st_flush_mu) == 0);
+	return rc;
 }
 
 int

@@ -14,8 +14,20 @@ struct storage {
 	int      st_blockdev;	/* 1: block device */
 	uint64_t st_size;	/* the configured volume size */
 	char     st_path[4096];
-	uint64_t st_durable_ns;	/* now_ns when the latest storage_flush that
-				 * succeeded began (atomic) */
+	/*
+	 * For the activity log (common/cr.h). A failed fdatasync may drop
+	 * pages and report it to one caller only, so a flush that succeeds
+	 * while another runs proves nothing: st_durable_ns (atomic) is when
+	 * the latest successful flush began, published once no flush runs
+	 * and none of those that overlapped failed. st_flush_errors (atomic)
+	 * counts failures, before any later publication.
+	 */
+	uint64_t st_durable_ns;
+	uint64_t st_flush_errors;
+	pthread_mutex_t st_flush_mu;	/* the three below */
+	unsigned st_flushing;	/* flushes running */
+	int      st_flush_failed;	/* one of them failed */
+	uint64_t st_flush_begun;	/* latest start among the successful */
 	pthread_t st_bg;	/* storage_flush_bg's thread */
 	int      st_bg_state;	/* STORAGE_BG_*, atomic */
 };
@@ -43,7 +55,7 @@ int storage_write_zeroes(struct storage *st, uint64_t len, uint64_t off,
 int storage_flush(struct storage *st);	/* fdatasync */
 /*
  * A storage_flush on a thread of its own, unless the last one still runs;
- * its result shows in st_durable_ns only. Called from one thread (the
+ * its result shows in st_durable_ns and st_flush_errors only. Called from one thread (the
  * event thread); storage_close waits for it.
  */
 void storage_flush_bg(struct storage *st);

@@ -90,7 +90,7 @@ apply_drain(evutil_socket_t fd, short what, void *arg)
 		/* The primary, told by the ack, reconnects: the marks go
 		 * to it with the next hello. */
 		if (mo->mo_status != 0 && mo->mo_op.type == TG_FLUSH)
-			cr_flush_failed(&m->mr_cr);
+			cr_check_flushes(&m->mr_cr);
 		if (mo->mo_cr != CR_HOLD_NONE)
 			cr_end(&m->mr_cr, mo->mo_op.off, mo->mo_op.len, 1,
 			    mo->mo_cr == CR_HOLD_TRACKED);

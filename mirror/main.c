@@ -149,8 +149,8 @@ main(int argc, char **argv)
 	if ((rc = volume_open(&m->mr_cfg, &m->mr_st, &m->mr_cr)) != 0 ||
 	    (rc = take_role(m)) != 0)
 		return rc;
-	cr_set_durable(&m->mr_cr, &m->mr_st.st_durable_ns, storage_flush_al,
-	    &m->mr_st);
+	cr_set_durable(&m->mr_cr, &m->mr_st.st_durable_ns,
+	    &m->mr_st.st_flush_errors, storage_flush_al, &m->mr_st);
 	m->mr_max_queued = m->mr_cfg.max_inflight_bytes;
 
 	if (!fg && daemon(0, 0) == -1) {

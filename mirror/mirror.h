@@ -93,6 +93,7 @@ struct mirror {
 	/* IN_SYNC waits for a flush that begins after it (session.c). */
 	struct session	*mr_sync_s;	/* the session that said it, or NULL */
 	uint64_t	 mr_sync_at;	/* when (now_ns) */
+	uint64_t	 mr_sync_marks;	/* mr_cr.c_nmarks then */
 	struct event	*mr_sync_ev;	/* looks again */
 	time_t		 mr_since;	/* last session start or end */
 	time_t		 mr_started;

@@ -387,6 +387,7 @@ send_change_record(struct session *s)
 	uint8_t *bits, *out;
 	long len;
 
+	cr_check_flushes(c);	/* what a failed flush may have lost, too */
 	VERIFY((bits = malloc(chunk / 8 + 1)) != NULL);
 	VERIFY((out = malloc(cap)) != NULL);
 	for (first = 0; first < c->c_nbits; first += n) {
@@ -718,6 +719,7 @@ m_in_sync(struct session *s)
 	}
 	m->mr_sync_s = s;
 	m->mr_sync_at = now_ns();
+	m->mr_sync_marks = m->mr_cr.c_nmarks;
 	evtimer_add(m->mr_sync_ev, &tv);
 }
 
@@ -733,8 +735,17 @@ in_sync_check(evutil_socket_t fd, short what, void *arg)
 	/* A session that ended (session_drop) left nothing to finish. */
 	if (s == NULL)
 		return;
-	if (__atomic_load_n(&m->mr_st.st_durable_ns, __ATOMIC_ACQUIRE) <=
-	    m->mr_sync_at) {
+	cr_check_flushes(c);
+	if (c->c_nmarks != m->mr_sync_marks) {
+		/* Marked since (a failed flush, or a write the full activity
+		 * log could not hold): the primary has not had those. */
+		m->mr_sync_s = NULL;
+		log_warnx("peer %s: extents marked since the primary said the "
+		    "resync was through: the disk stays inconsistent until "
+		    "the next one", s->s_peer);
+		return;
+	}
+	if (c->c_durable_now <= m->mr_sync_at) {
 		storage_flush_bg(&m->mr_st);	/* unless one runs */
 		evtimer_add(m->mr_sync_ev, &tv);
 		return;

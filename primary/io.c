@@ -309,7 +309,7 @@ io_drain(evutil_socket_t fd, short what, void *arg)
 		r->pr_state |= PR_LOCAL_DONE;
 		/* The mirror may now have writes this disk lost. */
 		if (r->pr_op.type == TG_FLUSH && r->pr_local_status != 0)
-			cr_flush_failed(&p->p_cr);
+			cr_check_flushes(&p->p_cr);
 		io_cr_release(p, r, 0);
 		/* A sync read's frame becomes ready to go now. */
 		if (r->pr_op.type == TG_OTHER)

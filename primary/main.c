@@ -198,7 +198,8 @@ main(int argc, char **argv)
 	if ((rc = volume_open(&p->p_cfg, &p->p_st, &p->p_cr)) != 0 ||
 	    (rc = take_role(p)) != 0)
 		return rc;
-	cr_set_durable(&p->p_cr, &p->p_st.st_durable_ns, al_flush, p);
+	cr_set_durable(&p->p_cr, &p->p_st.st_durable_ns,
+	    &p->p_st.st_flush_errors, al_flush, p);
 
 	if (!fg && daemon(0, 0) == -1) {
 		log_warn("daemon");

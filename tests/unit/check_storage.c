@@ -487,6 +487,38 @@ START_TEST(test_flush)
 	io_close();
 	ck_assert_uint_ge(io_st.st_durable_ns, before);
 	ck_assert_int_eq(io_st.st_bg_state, 0);
+	ck_assert_uint_eq(io_st.st_flush_errors, 0);
+}
+END_TEST
+
+/* A flush publishes its start only when no other runs and none failed;
+ * a failure is counted. */
+START_TEST(test_flush_failure_and_overlap)
+{
+	uint64_t d;
+	int fd;
+
+	io_open(1 * MiB);
+	ck_assert_int_eq(storage_flush(&io_st), 0);
+	d = io_st.st_durable_ns;
+	/* Another flush runs: this one's success is not published yet. */
+	io_st.st_flushing++;
+	ck_assert_int_eq(storage_flush(&io_st), 0);
+	ck_assert_uint_eq(io_st.st_durable_ns, d);
+	/* ... and that one fails (here: no descriptor): the window is
+	 * dropped and the failure counted. */
+	fd = io_st.st_fd;
+	io_st.st_fd = -1;
+	io_st.st_flushing--;
+	ck_assert_int_eq(storage_flush(&io_st), -EBADF);
+	io_st.st_fd = fd;
+	ck_assert_uint_eq(io_st.st_flush_errors, 1);
+	ck_assert_uint_eq(io_st.st_durable_ns, d);
+	ck_assert_uint_eq(io_st.st_flushing, 0);
+	/* The next one alone publishes. */
+	ck_assert_int_eq(storage_flush(&io_st), 0);
+	ck_assert_uint_gt(io_st.st_durable_ns, d);
+	io_close();
 }
 END_TEST
 
@@ -696,6 +728,7 @@ storage_suite(void)
 	tcase_add_test(tc, test_write_zeroes);
 	tcase_add_test(tc, test_write_zeroes_fallback);
 	tcase_add_test(tc, test_flush);
+	tcase_add_test(tc, test_flush_failure_and_overlap);
 	tcase_add_test(tc, test_next_data);
 	suite_add_tcase(s, tc);
 
