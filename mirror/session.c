@@ -626,6 +626,23 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 		    (unsigned long long)h->seq);
 		return -1;
 	}
+	if (h->flags & WIRE_F_COPY) {
+		/* Resync copies are not in the activity log (the primary
+		 * has them), so until the pass is through and flushed
+		 * (IN_SYNC) a crash must mark every extent: inconsistent,
+		 * also for a pass by command over an up-to-date disk. */
+		m->mr_sync_s = NULL;
+		if (!(m->mr_cr.c_m.md_flags & META_F_INCONSISTENT)) {
+			m->mr_cr.c_m.md_flags |= META_F_INCONSISTENT;
+			if (cr_commit(&m->mr_cr) != 0) {
+				session_fail(s, "cannot write the metadata");
+				return -1;
+			}
+			m->mr_disk = "inconsistent";
+			log_info("peer %s: resync copies: the disk is "
+			    "inconsistent until the pass is through", s->s_peer);
+		}
+	}
 	/* Reads (READ_REQ, CSUM_REQ) need room for what they read. */
 	dlen = h->type == WIRE_READ_REQ || h->type == WIRE_CSUM_REQ ?
 	    h->length : h->plen;

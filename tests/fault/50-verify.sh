@@ -17,7 +17,8 @@
 #  5. verify of the whole volume, twice: exactly 1 mismatch each time
 #     (extent 1536, logged), 2048 extents checked; out_of_sync_extents >= 1.
 #  6. duetctl resync copies it (counters.resync_extents grows by >= 1 and
-#     by few); in sync again; a whole-volume verify finds 0.
+#     by few); the mirror logs that it is inconsistent for the pass, and
+#     is up to date after it; in sync again; a whole-volume verify finds 0.
 #  7. fio stops; after clean stops of both, the images are equal.
 . "$(dirname "$0")/lib.sh"
 need fio
@@ -135,6 +136,12 @@ r1=$(pstat 's["counters"]["resync_extents"]')
 [ $((r1 - r0)) -ge 1 ] && [ $((r1 - r0)) -le 16 ] ||
     fail "resync copied $((r1 - r0)) extents, want 1..16"
 echo "ok   resync copied $((r1 - r0)) extents ($(cat "$T/resync.out"))"
+# Its copies are in no activity log: the mirror counted as inconsistent
+# (a crash then marks every extent) until the pass was through.
+grep -q 'resync copies: the disk is inconsistent until the pass is through' \
+    "$MIRROR_LOG" || fail "the mirror did not mark itself inconsistent for the pass"
+wait_status "$MIRROR_STATUS" 's["disk"] == "up-to-date"' 10
+echo "ok   the mirror was inconsistent for the pass, and is up to date"
 set -- $(verify_run)
 [ "$1" -eq 0 ] || fail "verify after the resync: $1 mismatches"
 echo "ok   verify after the resync under load: 0 of $2 extents differ"
