@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/cr.h"
 #include "common/storage.h"
+#include "common/tls.h"
 
 /* Asked for (-h): on stdout, exit 0; a mistake: on stderr, EX_USAGE. */
 static void __attribute__((noreturn))
@@ -28,7 +29,8 @@ usage(const char *prog, int asked)
 }
 
 int
-daemon_setup(int argc, char **argv, const char *prog, struct config *cfg,
+daemon_setup(int argc, char **argv, const char *prog, int tls_server,
+    struct config *cfg,
     int (*check)(const struct config *, char *, size_t))
 {
 	const char *conf = NULL;
@@ -59,6 +61,13 @@ daemon_setup(int argc, char **argv, const char *prog, struct config *cfg,
 		exit(EX_CONFIG);
 	}
 	if (test) {
+		SSL_CTX *ctx = tls_ctx_new(cfg, tls_server, err, sizeof(err));
+
+		if (ctx == NULL) {
+			fprintf(stderr, "%s: %s\n", prog, err);
+			exit(EX_CONFIG);
+		}
+		SSL_CTX_free(ctx);
 		printf("configuration OK\n");
 		exit(0);
 	}

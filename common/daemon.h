@@ -14,10 +14,13 @@ struct storage;
 /*
  * Parses "-c FILE [-f] [-t] [-v]" (usage: exit 64), loads FILE into cfg
  * and runs check, if any, for the daemon's own required keys (either
- * failing: the message on stderr, exit 78), answers -t ("configuration
- * OK", exit 0), starts logging and ignores SIGPIPE. Returns the -f flag.
+ * failing: the message on stderr, exit 78), answers -t (the TLS files
+ * loaded as the daemon will, tls_server saying which side: "configuration
+ * OK", exit 0, or the error, exit 78), starts logging and ignores
+ * SIGPIPE. Returns the -f flag.
  */
-int daemon_setup(int argc, char **argv, const char *prog, struct config *cfg,
+int daemon_setup(int argc, char **argv, const char *prog, int tls_server,
+    struct config *cfg,
     int (*check)(const struct config *cfg, char *err, size_t errlen));
 
 /*

@@ -139,7 +139,7 @@ main(int argc, char **argv)
 	char err[8192];
 	int fg, i, rc;
 
-	fg = daemon_setup(argc, argv, "duet-mirror", &m->mr_cfg, NULL);
+	fg = daemon_setup(argc, argv, "duet-mirror", 1, &m->mr_cfg, NULL);
 	m->mr_started = m->mr_since = time(NULL);
 
 	if ((m->mr_ssl = tls_ctx_new(&m->mr_cfg, 1, err, sizeof(err))) == NULL) {

@@ -188,7 +188,8 @@ main(int argc, char **argv)
 	char err[8192];
 	int fg, i, rc;
 
-	fg = daemon_setup(argc, argv, "duet-primary", &p->p_cfg, check_config);
+	fg = daemon_setup(argc, argv, "duet-primary", 0, &p->p_cfg,
+	    check_config);
 	p->p_started = time(NULL);
 
 	if ((p->p_ssl = tls_ctx_new(&p->p_cfg, 0, err, sizeof(err))) == NULL) {

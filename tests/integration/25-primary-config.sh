@@ -30,6 +30,15 @@ expect_exit good 0 "configuration OK"
     fail "good: -t created the volume or its metadata"
 [ ! -e "$NBD_SOCK" ] || fail "good: -t created the NBD socket"
 
+# A TLS key that cannot be read: -t loads the TLS files as the daemon
+# would, and refuses, naming the file.
+sed "s|^  key = \".*\";$|  key = \"$T/certs/missing.key\";|" "$T/good.conf" >"$T/nokey.conf"
+grep -q 'missing.key' "$T/nokey.conf" || fail "test setup: tls.key not replaced"
+run_p no-key -t -c "$T/nokey.conf"
+expect_exit no-key $EX_CONFIG "$T/certs/missing.key"
+grep -q 'configuration OK' "$T/no-key.out" &&
+    fail "no-key: says \"configuration OK\" as well"
+
 # No primary.mirror: -t and the daemon both refuse, naming the key.
 grep -v '^  mirror = ' "$T/good.conf" >"$T/nomirror.conf"
 grep -q '^  mirror = ' "$T/nomirror.conf" &&
