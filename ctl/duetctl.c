@@ -243,6 +243,17 @@ check_ok(json_t *reply, const char *what)
 	    msg ? msg : "failed", code ? code : "no error code");
 }
 
+/* Whether reply is the refusal of a daemon with too many status clients. */
+static int
+is_busy(json_t *reply)
+{
+	const char *code = json_string_value(json_object_get(
+	    json_object_get(reply, "error"), "code"));
+
+	return !json_is_true(json_object_get(reply, "ok")) && code != NULL &&
+	    strcmp(code, "busy") == 0;
+}
+
 /* ---- reading the status reply ------------------------------------------ */
 
 /* The string at a dotted path ("connection.state"), or NULL. */
@@ -717,8 +728,10 @@ cmd_wait_sync(int argc, char **argv)
 	deadline = timeout > 0 ? mono_ms() + timeout * 1000 : INFINITY;
 
 	/*
-	 * A socket that is not there at the start is a mistake (exit 2); one
-	 * that goes away later is a daemon restarting: wait for it.
+	 * A socket that cannot be connected to at the start is a mistake
+	 * (exit 2); a daemon that closes or does not answer may be
+	 * restarting, and one busy with other clients answers later: wait
+	 * for them.
 	 */
 	if ((fd = ctl_connect(sock_path)) == -1)
 		die(EXIT_ERROR, "%s: connect: %s", sock_path, strerror(errno));
@@ -740,6 +753,14 @@ cmd_wait_sync(int argc, char **argv)
 				if (st == NULL || !json_is_object(st))
 					die(EXIT_ERROR, "%s: the reply is not "
 					    "a JSON object", sock_path);
+				if (is_busy(st)) {
+					snprintf(why, sizeof(why), "the daemon "
+					    "is busy with other status clients");
+					json_decref(st);
+					close(fd);
+					fd = -1;
+					goto next;
+				}
 				check_ok(st, "status");
 				rc = health(st, why, sizeof(why));
 				json_decref(st);
@@ -749,6 +770,7 @@ cmd_wait_sync(int argc, char **argv)
 				}
 			}
 		}
+next:
 		if (mono_ms() + POLL_MS > deadline) {
 			if (fd != -1)
 				close(fd);

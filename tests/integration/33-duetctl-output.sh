@@ -169,9 +169,14 @@ echo '!close' >"$R"
 run 2 status
 has "$S: the daemon closed the connection without a reply"
 run 2 metrics
-# wait-sync takes a connection lost after the start for a restart.
+# wait-sync takes a closed connection for a restart, and waits ...
 run 3 wait-sync --timeout 1
 has 'not in sync after 1 s: the daemon closed the connection'
+# ... and a daemon busy with other status clients for one that answers
+# later.
+echo '{"ok":false,"error":{"code":"busy","message":"try later"}}' >"$R"
+run 3 wait-sync --timeout 1
+has 'not in sync after 1 s: the daemon is busy with other status clients'
 
 echo "--- other verbs"
 reply
