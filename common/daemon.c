@@ -78,6 +78,18 @@ daemon_setup(int argc, char **argv, const char *prog, int tls_server,
 }
 
 int
+volume_flush_final(struct storage *st, struct cr *c)
+{
+	int rc;
+
+	storage_flush_wait(st);
+	if ((rc = storage_flush(st)) != 0)
+		log_warnx("storage: final flush: %s", strerror(-rc));
+	cr_check_flushes(c);
+	return rc;
+}
+
+int
 volume_open(const struct config *cfg, struct storage *st, struct cr *c)
 {
 	char err[8192];

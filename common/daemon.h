@@ -29,5 +29,11 @@ int daemon_setup(int argc, char **argv, const char *prog, int tls_server,
  * Returns 0, or logs why and returns the sysexits code to exit with.
  */
 int volume_open(const struct config *cfg, struct storage *st, struct cr *c);
+/*
+ * At a stop: waits for a background flush, flushes the volume (0 or
+ * -errno, logged) and takes in every flush that failed since the activity
+ * log last looked (cr_check_flushes): a clean stop must not hide one.
+ */
+int volume_flush_final(struct storage *st, struct cr *c);
 
 #endif

@@ -207,11 +207,17 @@ storage_flush_al(void *st, int wait)
 }
 
 void
-storage_close(struct storage *st)
+storage_flush_wait(struct storage *st)
 {
 	if (st->st_bg_state != STORAGE_BG_IDLE)
 		(void)pthread_join(st->st_bg, NULL);
 	st->st_bg_state = STORAGE_BG_IDLE;
+}
+
+void
+storage_close(struct storage *st)
+{
+	storage_flush_wait(st);
 	if (st->st_fd != -1)
 		(void)close(st->st_fd);
 	st->st_fd = -1;
@@ -406,34 +412,61 @@ storage_write_zeroes(struct storage *st, uint64_t len, uint64_t off,
 	return rc;
 }
 
+/* Publishes the successes that no running flush can still contradict. */
+static void
+flush_settle(struct storage *st)
+{
+	uint64_t minrun = UINT64_MAX;
+	struct storage_flushing *f;
+
+	for (f = st->st_running; f != NULL; f = f->next)
+		minrun = MIN(minrun, f->ticket);
+	while (st->st_cand_len > 0 &&
+	    st->st_cand[st->st_cand_head].need <= minrun) {
+		uint64_t start = st->st_cand[st->st_cand_head].start;
+
+		/* A failure that ended after it began may have been of its
+		 * pages. */
+		if (start > st->st_fail_end && start > st->st_durable_ns)
+			__atomic_store_n(&st->st_durable_ns, start,
+			    __ATOMIC_RELEASE);
+		st->st_cand_head = (st->st_cand_head + 1) %
+		    ARRAY_SIZE(st->st_cand);
+		st->st_cand_len--;
+	}
+}
+
 int
 storage_flush(struct storage *st)
 {
+	struct storage_flushing self, **pp;
 	uint64_t start;
 	int rc = 0;
 
 	VERIFY(pthread_mutex_lock(&st->st_flush_mu) == 0);
-	st->st_flushing++;
+	self.ticket = st->st_ticket++;
+	self.next = st->st_running;
+	st->st_running = &self;
 	start = now_ns();
 	VERIFY(pthread_mutex_unlock(&st->st_flush_mu) == 0);
 	if (fdatasync(st->st_fd) == -1)
 		rc = -errno;
 	VERIFY(pthread_mutex_lock(&st->st_flush_mu) == 0);
+	for (pp = &st->st_running; *pp != &self; pp = &(*pp)->next)
+		;
+	*pp = self.next;
 	if (rc != 0) {
-		st->st_flush_failed = 1;
+		st->st_fail_end = now_ns();
 		__atomic_add_fetch(&st->st_flush_errors, 1, __ATOMIC_RELEASE);
-	} else if (start > st->st_flush_begun) {
-		st->st_flush_begun = start;
+	} else if (st->st_cand_len < ARRAY_SIZE(st->st_cand)) {
+		/* (When full, this one is skipped: later ones publish.) */
+		unsigned i = (st->st_cand_head + st->st_cand_len++) %
+		    ARRAY_SIZE(st->st_cand);
+
+		st->st_cand[i].need = st->st_ticket;
+		st->st_cand[i].start = start;
 	}
-	/* Every write that returned before st_flush_begun is on the disk,
-	 * unless an overlapping flush was told of pages lost. */
-	if (--st->st_flushing == 0) {
-		if (!st->st_flush_failed &&
-		    st->st_flush_begun > st->st_durable_ns)
-			__atomic_store_n(&st->st_durable_ns, st->st_flush_begun,
-			    __ATOMIC_RELEASE);
-		st->st_flush_failed = 0;
-	}
+	flush_settle(st);
 	VERIFY(pthread_mutex_unlock(&st->st_flush_mu) == 0);
 	return rc;
 }

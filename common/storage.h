@@ -9,6 +9,12 @@
 #include <pthread.h>
 #include <stdint.h>
 
+/* A flush running, on its caller's stack (st_running). */
+struct storage_flushing {
+	uint64_t ticket;	/* its place in the order flushes began */
+	struct storage_flushing *next;
+};
+
 struct storage {
 	int      st_fd;
 	int      st_blockdev;	/* 1: block device */
@@ -17,17 +23,20 @@ struct storage {
 	/*
 	 * For the activity log (common/cr.h). A failed fdatasync may drop
 	 * pages and report it to one caller only, so a flush that succeeds
-	 * while another runs proves nothing: st_durable_ns (atomic) is when
-	 * the latest successful flush began, published once no flush runs
-	 * and none of those that overlapped failed. st_flush_errors (atomic)
-	 * counts failures, before any later publication.
+	 * proves nothing until every flush that started before it ended has
+	 * ended too, none of them failing: st_durable_ns (atomic) is then
+	 * when it began. st_flush_errors (atomic) counts failures, each
+	 * before any later publication.
 	 */
 	uint64_t st_durable_ns;
 	uint64_t st_flush_errors;
-	pthread_mutex_t st_flush_mu;	/* the three below */
-	unsigned st_flushing;	/* flushes running */
-	int      st_flush_failed;	/* one of them failed */
-	uint64_t st_flush_begun;	/* latest start among the successful */
+	pthread_mutex_t st_flush_mu;	/* what follows, to st_bg */
+	struct storage_flushing *st_running;	/* flushes running */
+	uint64_t st_ticket;	/* flushes started so far */
+	uint64_t st_fail_end;	/* now_ns when the last failure ended */
+	struct { uint64_t need, start; } st_cand[32];	/* successes, in
+				 * end order, waiting for tickets < need */
+	unsigned st_cand_head, st_cand_len;
 	pthread_t st_bg;	/* storage_flush_bg's thread */
 	int      st_bg_state;	/* STORAGE_BG_*, atomic */
 };
@@ -62,6 +71,8 @@ void storage_flush_bg(struct storage *st);
 /* st (a struct storage *): storage_flush_bg (0), or storage_flush (wait:
  * 0 or -1): the activity log's flush, for cr_set_durable. */
 int storage_flush_al(void *st, int wait);
+/* Waits for storage_flush_bg's flush, if one runs. */
+void storage_flush_wait(struct storage *st);
 
 /* Data/hole map for files (SEEK_DATA/SEEK_HOLE): the next data extent at or
  * after off, as [*data_off, *data_off + *data_len). Returns 0, 1 when no data

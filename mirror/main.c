@@ -192,9 +192,7 @@ main(int argc, char **argv)
 
 	/* Stopped: everything received is applied; make it durable. */
 	apply_fini(m);
-	rc = storage_flush(&m->mr_st);
-	if (rc != 0)
-		log_warnx("storage: final flush: %s", strerror(-rc));
+	rc = volume_flush_final(&m->mr_st, &m->mr_cr);
 	session_free_all(m);
 	if (cr_close(&m->mr_cr, rc == 0) != 0 && rc == 0)
 		rc = -EIO;

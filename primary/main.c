@@ -244,9 +244,7 @@ main(int argc, char **argv)
 	notify_ready();
 	stream_loop(p->p_base, p->p_cfg.poll_us);
 
-	rc = storage_flush(&p->p_st);
-	if (rc != 0)
-		log_warnx("storage: final flush: %s", strerror(-rc));
+	rc = volume_flush_final(&p->p_st, &p->p_cr);
 	/* Clean only if nothing is in flight and the data is on disk. */
 	if (cr_close(&p->p_cr, rc == 0 && p->p_nreq == 0 &&
 	    repl_pending(p) == 0) != 0 && rc == 0)

@@ -491,32 +491,37 @@ START_TEST(test_flush)
 }
 END_TEST
 
-/* A flush publishes its start only when no other runs and none failed;
- * a failure is counted. */
+/* A flush publishes its start only once every flush that began before it
+ * ended has ended, and none failed after it began; a failure is counted. */
 START_TEST(test_flush_failure_and_overlap)
 {
+	struct storage_flushing other;
 	uint64_t d;
 	int fd;
 
 	io_open(1 * MiB);
 	ck_assert_int_eq(storage_flush(&io_st), 0);
 	d = io_st.st_durable_ns;
-	/* Another flush runs: this one's success is not published yet. */
-	io_st.st_flushing++;
+	/* An older flush still runs: this one's success waits for it. */
+	other.ticket = io_st.st_ticket++;
+	other.next = NULL;
+	io_st.st_running = &other;
 	ck_assert_int_eq(storage_flush(&io_st), 0);
 	ck_assert_uint_eq(io_st.st_durable_ns, d);
-	/* ... and that one fails (here: no descriptor): the window is
-	 * dropped and the failure counted. */
+	ck_assert_uint_eq(io_st.st_cand_len, 1);
+	/* A flush fails (here: no descriptor): counted. */
 	fd = io_st.st_fd;
 	io_st.st_fd = -1;
-	io_st.st_flushing--;
 	ck_assert_int_eq(storage_flush(&io_st), -EBADF);
 	io_st.st_fd = fd;
 	ck_assert_uint_eq(io_st.st_flush_errors, 1);
 	ck_assert_uint_eq(io_st.st_durable_ns, d);
-	ck_assert_uint_eq(io_st.st_flushing, 0);
-	/* The next one alone publishes. */
+	/* The older one ends: the waiting success began before the failure
+	 * ended, so it is dropped; a new one after it publishes. */
+	io_st.st_running = NULL;
 	ck_assert_int_eq(storage_flush(&io_st), 0);
+	ck_assert_uint_eq(io_st.st_cand_len, 0);
+	ck_assert_uint_gt(io_st.st_durable_ns, io_st.st_fail_end);
 	ck_assert_uint_gt(io_st.st_durable_ns, d);
 	io_close();
 }
