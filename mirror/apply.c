@@ -87,10 +87,6 @@ apply_drain(evutil_socket_t fd, short what, void *arg)
 		next = n->cq_next;
 		if (mo->mo_status != 0)
 			m->mr_errors++;
-		/* The primary, told by the ack, reconnects: the marks go
-		 * to it with the next hello. */
-		if (mo->mo_status != 0 && mo->mo_op.type == TG_FLUSH)
-			cr_check_flushes(&m->mr_cr);
 		if (mo->mo_cr != CR_HOLD_NONE)
 			cr_end(&m->mr_cr, mo->mo_op.off, mo->mo_op.len, 1,
 			    mo->mo_cr == CR_HOLD_TRACKED);
@@ -101,6 +97,9 @@ apply_drain(evutil_socket_t fd, short what, void *arg)
 		apply_free(m, mo);
 	}
 	session_resume_all(m);
+	/* A failed flush (a FLUSH, a FUA write, the background one) ends
+	 * the session: the marks go to the primary with the next hello. */
+	(void)session_check_flushes(m);
 	if (m->mr_stopping)
 		mirror_check_stopped(m);
 }

@@ -93,7 +93,7 @@ struct mirror {
 	/* IN_SYNC waits for a flush that begins after it (session.c). */
 	struct session	*mr_sync_s;	/* the session that said it, or NULL */
 	uint64_t	 mr_sync_at;	/* when (now_ns) */
-	uint64_t	 mr_sync_marks;	/* mr_cr.c_nmarks then */
+	uint64_t	 mr_errors_told;	/* flush errors a session ended for */
 	struct event	*mr_sync_ev;	/* looks again */
 	time_t		 mr_since;	/* last session start or end */
 	time_t		 mr_started;
@@ -126,6 +126,10 @@ void session_ack(struct session *s, uint64_t pseq, unsigned kind, int status);
 void session_reply(struct session *s, struct mop *mo);
 void session_op_finished(struct session *s);	/* one mop of s is gone */
 void session_resume_all(struct mirror *m);
+/* Takes in failed flushes (cr_check_flushes); after a new one, ends the
+ * primary's session, whose next hello brings it the marks: 1 (the
+ * session may be freed), else 0. */
+int  session_check_flushes(struct mirror *m);
 void session_shutdown_all(struct mirror *m, const char *reason);
 void session_free_all(struct mirror *m);
 /* mirror.idle_timeout changed (SIGHUP): apply it to the active session. */

@@ -73,6 +73,7 @@ struct session {
 
 	uint64_t	 s_last_pseq;
 	uint64_t	 s_last_pfrontier;
+	uint64_t	 s_cr_marks;	/* mr_cr.c_nmarks when its record went */
 	/* Primary seq -> local seq for ops not yet passed by a frontier. */
 	struct fmap	*s_fmap;
 	size_t		 s_fmap_cap, s_fmap_head, s_fmap_len;
@@ -387,7 +388,11 @@ send_change_record(struct session *s)
 	uint8_t *bits, *out;
 	long len;
 
-	cr_check_flushes(c);	/* what a failed flush may have lost, too */
+	/* What a failed flush may have lost goes too: this session needs
+	 * no ending for it. */
+	cr_check_flushes(c);
+	s->s_m->mr_errors_told = c->c_errors_seen;
+	s->s_cr_marks = c->c_nmarks;
 	VERIFY((bits = malloc(chunk / 8 + 1)) != NULL);
 	VERIFY((out = malloc(cap)) != NULL);
 	for (first = 0; first < c->c_nbits; first += n) {
@@ -736,7 +741,6 @@ m_in_sync(struct session *s)
 	}
 	m->mr_sync_s = s;
 	m->mr_sync_at = now_ns();
-	m->mr_sync_marks = m->mr_cr.c_nmarks;
 	evtimer_add(m->mr_sync_ev, &tv);
 }
 
@@ -752,14 +756,17 @@ in_sync_check(evutil_socket_t fd, short what, void *arg)
 	/* A session that ended (session_drop) left nothing to finish. */
 	if (s == NULL)
 		return;
-	cr_check_flushes(c);
-	if (c->c_nmarks != m->mr_sync_marks) {
-		/* Marked since (a failed flush, or a write the full activity
-		 * log could not hold): the primary has not had those. */
+	(void)session_check_flushes(m);
+	if ((s = m->mr_sync_s) == NULL)
+		return;		/* that ended the session */
+	if (c->c_nmarks != s->s_cr_marks) {
+		/* Marked since this side's record went to the primary (a
+		 * write the full activity log could not hold): the primary
+		 * has not had those. */
 		m->mr_sync_s = NULL;
-		log_warnx("peer %s: extents marked since the primary said the "
-		    "resync was through: the disk stays inconsistent until "
-		    "the next one", s->s_peer);
+		log_warnx("peer %s: extents marked since this side's change "
+		    "record went to the primary: the disk stays inconsistent "
+		    "until the next resync", s->s_peer);
 		return;
 	}
 	if (c->c_durable_now <= m->mr_sync_at) {
@@ -778,6 +785,22 @@ in_sync_check(evutil_socket_t fd, short what, void *arg)
 	m->mr_disk = "up-to-date";
 	notify_status("primary %s connected; up to date", s->s_peer);
 	log_info("peer %s: the mirror is up to date", s->s_peer);
+}
+
+int
+session_check_flushes(struct mirror *m)
+{
+	struct cr *c = &m->mr_cr;
+
+	cr_check_flushes(c);
+	if (c->c_errors_seen == m->mr_errors_told)
+		return 0;
+	m->mr_errors_told = c->c_errors_seen;
+	if (m->mr_active == NULL)
+		return 0;
+	session_fail(m->mr_active, "the disk failed a flush: what it may "
+	    "have lost is marked, for the resync after the next hello");
+	return 1;
 }
 
 void
@@ -839,7 +862,8 @@ handle_frame(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 			pong.seq = h->seq;
 			send_frame(s, &pong, NULL);
 		}
-		return 0;
+		/* An idle session's look; ending it may free s. */
+		return session_check_flushes(s->s_m) ? -1 : 0;
 	case WIRE_GOODBYE:
 		log_info("peer %s: goodbye", s->s_peer);
 		evbuffer_drain(in, h->plen);
