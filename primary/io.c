@@ -124,6 +124,7 @@ io_disk_failed(struct primary *p, const struct preq *r)
 	if (p->p_disk_failed)
 		return;
 	__atomic_store_n(&p->p_disk_failed, 1, __ATOMIC_RELAXED);
+	repl_disk_failed(p);
 	log_warnx("storage: reading %llu+%llu: %s; the disk is failed: "
 	    "reads are served by the mirror and writes go to it alone; this "
 	    "disk's data is stale from now on: fail over to the mirror",

@@ -163,6 +163,9 @@ void repl_shutdown(struct primary *p);
 unsigned repl_pending(struct primary *p);
 void repl_status(struct primary *p, json_t *o, json_t *counters);
 void repl_in_sync(struct primary *p);
+/* The disk failed: requests whose frame is out wait for the mirror's
+ * APPLIED ack, whatever the mode asked (ack_needed asks it of the rest). */
+void repl_disk_failed(struct primary *p);
 /* The link's timers changed (SIGHUP): apply them to the running link. */
 void repl_reconfigured(struct primary *p);
 

@@ -976,6 +976,24 @@ repl_reconfigured(struct primary *p)
 	}
 }
 
+void
+repl_disk_failed(struct primary *p)
+{
+	struct repl *rp = p->p_repl;
+	struct ring_ent *e;
+	struct preq *r;
+
+	for (r = p->p_inc_head; r != NULL; r = r->pr_inc_next) {
+		if (!(r->pr_state & PR_SENT) || r->pr_op.type == TG_READ ||
+		    r->pr_op.type == TG_OTHER ||
+		    (e = ring_find(rp, r->pr_op.seq)) == NULL || e->re_acked)
+			continue;
+		e->re_r = r;
+		e->re_need = WIRE_ACK_APPLIED;
+		r->pr_state &= ~PR_REMOTE_DONE;
+	}
+}
+
 /* After a completed sync: the mirror learns that it is up to date. */
 void
 repl_in_sync(struct primary *p)
