@@ -3,9 +3,11 @@
  *
  * Why it is built this way: every caller is a worker thread doing blocking
  * I/O on one shared descriptor, so only positional calls (pread/pwrite,
- * fallocate, ioctl ranges) are used and nothing here keeps per-call state;
- * any number of threads may call these at once on one struct storage
- * (storage_flush_bg excepted: one caller, and a thread of its own). The
+ * fallocate, ioctl ranges) are used and nothing here keeps per-call state
+ * but storage_flush's record of which flushes proved durability (under
+ * st_flush_mu, never held across the fdatasync); any number of threads may
+ * call these at once on one struct storage (storage_flush_bg excepted: one
+ * caller, and a thread of its own). The
  * volume is st_size bytes even when the file or device is larger, and every
  * span is checked against that before it reaches the kernel.
  *
