@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/storage.h"
 #include "common/tg.h"
+#include "common/util.h"
 
 static const char *
 op_name(enum tg_type t)
@@ -33,7 +34,11 @@ apply_storage(struct storage *st, struct tg_op *op, uint64_t off,
 		rc = storage_read(st, buf, len, off);
 		break;
 	case TG_WRITE:
-		rc = storage_write(st, buf, len, off);
+		if (buf == NULL && op->iov != NULL) {
+			VERIFY(off == op->off && len == op->len);
+			rc = storage_writev(st, op->iov, op->iovcnt, off);
+		} else
+			rc = storage_write(st, buf, len, off);
 		break;
 	case TG_WRITE_ZEROES:
 		rc = storage_write_zeroes(st, len, off,

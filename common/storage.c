@@ -21,6 +21,7 @@
  * which would otherwise be silently overwritten.
  */
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
@@ -47,6 +48,7 @@
  * pieces keep later small writes at about 3 us, for 32 calls per MiB.
  */
 #define STORAGE_WRITE_CHUNK	(32u * 1024)
+#define STORAGE_WRITE_IOV	64	/* iovecs per pwritev */
 /* The fallback zero writer's buffer. */
 #define STORAGE_ZERO_CHUNK	(64u * 1024)
 
@@ -253,24 +255,48 @@ int
 storage_write(struct storage *st, const void *buf, uint64_t len,
     uint64_t off)
 {
-	const unsigned char *p = buf;
-	ssize_t n;
+	struct iovec v = { (void *)(uintptr_t)buf, len };
 
+	return storage_writev(st, &v, 1, off);
+}
+
+int
+storage_writev(struct storage *st, const struct iovec *iov, int iovcnt,
+    uint64_t off)
+{
+	struct iovec v[STORAGE_WRITE_IOV];
+	uint64_t len = 0;
+	size_t skip = 0, want, got, take;	/* skip: of iov[0], written */
+	ssize_t n;
+	int i, nv;
+
+	for (i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
 	if (!storage_span_ok(st, len, off))
 		return -EINVAL;
 	while (len > 0) {
-		n = pwrite(st->st_fd, p, MIN(len, STORAGE_WRITE_CHUNK),
-		    (off_t)off);
-		if (n == -1) {
+		want = (size_t)MIN(len, STORAGE_WRITE_CHUNK);
+		for (i = nv = 0, got = 0; i < iovcnt && got < want &&
+		    nv < STORAGE_WRITE_IOV; i++) {
+			take = MIN(iov[i].iov_len - (i == 0 ? skip : 0),
+			    want - got);
+			v[nv].iov_base = (char *)iov[i].iov_base +
+			    (i == 0 ? skip : 0);
+			v[nv++].iov_len = take;
+			got += take;
+		}
+		if ((n = pwritev(st->st_fd, v, nv, (off_t)off)) == -1) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
 		if (n == 0)
 			return -EIO;
-		p += n;
 		off += (uint64_t)n;
 		len -= (uint64_t)n;
+		for (skip += (size_t)n; iovcnt > 0 && skip >= iov[0].iov_len &&
+		    len > 0; iovcnt--, iov++)
+			skip -= iov[0].iov_len;
 	}
 	return 0;
 }

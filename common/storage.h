@@ -6,6 +6,8 @@
 #ifndef DUET_STORAGE_H
 #define DUET_STORAGE_H
 
+#include <sys/uio.h>
+
 #include <pthread.h>
 #include <stdint.h>
 
@@ -53,6 +55,9 @@ void storage_close(struct storage *st);
 
 int storage_read(struct storage *st, void *buf, uint64_t len, uint64_t off);
 int storage_write(struct storage *st, const void *buf, uint64_t len,
+    uint64_t off);
+/* The same, from iovcnt pieces. */
+int storage_writev(struct storage *st, const struct iovec *iov, int iovcnt,
     uint64_t off);
 /* Punch a hole (BLKDISCARD on devices); reads back as zeros afterwards on
  * files. On devices whose discard does not zero, trim is advisory. */

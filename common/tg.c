@@ -362,9 +362,15 @@ tg_run_claimed(struct tg *tg)
 	}
 }
 
-/* tg_submit, or with claim tg_submit_claim. */
+/* What submit does with an op it may apply inline. */
+enum submit_mode {
+	SUB_RUN,	/* tg_submit: apply it now, else queue it */
+	SUB_CLAIM,	/* tg_submit_claim: hold it for tg_run_claimed */
+	SUB_ONLY,	/* tg_try_inline: apply it now, else -EAGAIN */
+};
+
 static int
-submit(struct tg *tg, struct tg_op *op, int claim)
+submit(struct tg *tg, struct tg_op *op, enum submit_mode mode)
 {
 	struct wake_list wl = { 0 };
 	int rc, inl = 0;
@@ -382,11 +388,21 @@ submit(struct tg *tg, struct tg_op *op, int claim)
 		return rc;
 
 	pthread_mutex_lock(&tg->tg_lock);
-	if (op->seq <= tg->tg_last_seq || op->frontier < tg->tg_last_frontier) {
+	if (op->seq <= tg->tg_last_seq || op->frontier < tg->tg_last_frontier)
+		rc = -EINVAL;
+	else if (mode == SUB_ONLY && (op->type == TG_FLUSH ||
+	    tg->tg_gate_head != NULL || op->frontier > (tg->tg_inc_head !=
+	    NULL ? tg->tg_inc_head->seq - 1 : op->seq - 1) ||
+	    !inline_claim_locked(tg, op)))
+		/* The watermark as it will be with op in the list. */
+		rc = -EAGAIN;
+	else
+		rc = 0;
+	if (rc != 0) {
 		pthread_mutex_unlock(&tg->tg_lock);
 		if (op->o_pieces != op->o_inline)
 			FREE_AND_NULL(&op->o_pieces);
-		return -EINVAL;
+		return rc;
 	}
 	tg->tg_last_seq = op->seq;
 	tg->tg_last_frontier = op->frontier;
@@ -416,6 +432,8 @@ submit(struct tg *tg, struct tg_op *op, int claim)
 			tg->tg_gate_head = op;
 		tg->tg_gate_tail = op;
 		tg->tg_gated++;
+	} else if (mode == SUB_ONLY) {
+		inl = 1;	/* claimed above */
 	} else if (!(inl = inline_claim_locked(tg, op))) {
 		dispatch_locked(tg, op, &wl);
 	}
@@ -425,24 +443,32 @@ submit(struct tg *tg, struct tg_op *op, int claim)
 		__atomic_store_n(&tg->tg_inlined, tg->tg_inlined + 1,
 		    __ATOMIC_RELAXED);
 		flush_run(tg, op);
-	} else if (inl && claim) {
+	} else if (inl && mode == SUB_CLAIM) {
 		tg->tg_claimed = op;
 		return 1;
-	} else if (inl)
+	} else if (inl) {
 		inline_run(tg, op);
+		return mode == SUB_ONLY;
+	}
 	return 0;
 }
 
 int
 tg_submit(struct tg *tg, struct tg_op *op)
 {
-	return submit(tg, op, 0);
+	return submit(tg, op, SUB_RUN);
 }
 
 int
 tg_submit_claim(struct tg *tg, struct tg_op *op)
 {
-	return submit(tg, op, 1);
+	return submit(tg, op, SUB_CLAIM);
+}
+
+int
+tg_try_inline(struct tg *tg, struct tg_op *op)
+{
+	return submit(tg, op, SUB_ONLY);
 }
 
 /*

@@ -42,6 +42,8 @@
 #ifndef DUET_TG_H
 #define DUET_TG_H
 
+#include <sys/uio.h>
+
 #include <stdint.h>
 
 #include "common/wake.h"
@@ -85,6 +87,10 @@ struct tg_op {
 	enum tg_type	type;
 	uint32_t	flags;		/* passed through to the backend */
 	void		*buf;		/* len bytes for TG_WRITE / TG_READ */
+	/* Or, buf NULL: a TG_WRITE's len bytes in pieces (tg_try_inline
+	 * only, which applies the op as one piece). */
+	const struct iovec *iov;
+	int		 iovcnt;
 	void		(*done)(struct tg_op *op, int status);
 	void		*arg;
 
@@ -160,6 +166,14 @@ int tg_submit(struct tg *tg, struct tg_op *op);
  * queued behind it. At most one op is claimed at a time.
  */
 int tg_submit_claim(struct tg *tg, struct tg_op *op);
+/*
+ * Applies op on the caller's thread, as tg_submit would inline, and returns
+ * 1 once done() has run; when tg_submit would not, returns -EAGAIN and
+ * takes nothing (the op may then go to tg_submit). So op->buf may point at
+ * memory the caller reuses as soon as this returns: the mirror applies a
+ * payload straight from its input buffer.
+ */
+int tg_try_inline(struct tg *tg, struct tg_op *op);
 /* Applies the op tg_submit_claim claimed, if any (done() runs inside). */
 void tg_run_claimed(struct tg *tg);
 /* Waits until every submitted operation has completed and its done()

@@ -368,6 +368,46 @@ START_TEST(test_roundtrip)
 }
 END_TEST
 
+/*
+ * storage_writev writes pieces of any size, an empty one among them, over
+ * its 32 KiB chunks and past its 64 iovecs per call; pieces past the span
+ * are refused.
+ */
+START_TEST(test_writev)
+{
+	static const size_t sizes[] = { 1, 4095, 0, 40000, 30000, 7, 65536 };
+	struct iovec iov[200];
+	unsigned char *src, *p;
+	size_t total = 0;
+	int i, n = 0;
+
+	io_open(4 * MiB);
+	for (i = 0; i < (int)(sizeof(sizes) / sizeof(sizes[0])); i++)
+		total += sizes[i];
+	total += 150 * 1000;
+	ck_assert_ptr_nonnull(src = malloc(total));
+	for (size_t k = 0; k < total; k++)
+		src[k] = (unsigned char)(k * 131 + 7);
+	for (p = src, i = 0; i < (int)(sizeof(sizes) / sizeof(sizes[0]));
+	    p += sizes[i++]) {
+		iov[n].iov_base = p;
+		iov[n++].iov_len = sizes[i];
+	}
+	for (i = 0; i < 150; i++, p += 1000) {	/* more than 64 at once */
+		iov[n].iov_base = p;
+		iov[n++].iov_len = 1000;
+	}
+	ck_assert_int_eq(storage_writev(&io_st, iov, n, 12345), 0);
+	memcpy(io_model + 12345, src, total);
+	compare_image(&io_st, io_model);
+	ck_assert_int_eq(storage_writev(&io_st, iov, n, 4 * MiB - 4096),
+	    -EINVAL);
+	compare_image(&io_st, io_model);
+	free(src);
+	io_close();
+}
+END_TEST
+
 START_TEST(test_trim_zeros)
 {
 	struct stat before, after;
@@ -729,6 +769,7 @@ storage_suite(void)
 	tcase_add_checked_fixture(tc, storage_setup, storage_teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_roundtrip);
+	tcase_add_test(tc, test_writev);
 	tcase_add_test(tc, test_trim_zeros);
 	tcase_add_test(tc, test_write_zeroes);
 	tcase_add_test(tc, test_write_zeroes_fallback);

@@ -368,6 +368,51 @@ START_TEST(claimed_op_waits_for_run_or_the_next_call)
 END_TEST
 
 /*
+ * tg_try_inline applies what tg_submit would apply inline and returns 1;
+ * anything else (an older overlapping op on a task, a FLUSH, an op over
+ * two ranges, a frontier not yet reached) is -EAGAIN and not taken: the
+ * same op then goes to tg_submit, in order.
+ */
+START_TEST(try_inline_takes_nothing_it_cannot_apply)
+{
+	struct tg *tg;
+	struct tg_op a, b, c, d, f, g;
+	struct tg_stats st;
+
+	set_policy(_i);
+	ctl_reset(0);
+	tg = mk_inline(UINT32_MAX, 0);
+	op_init(&a, TG_WRITE, 1, 0, 0, 4096);
+	ck_assert_int_eq(tg_try_inline(tg, &a), 1);
+	ck_assert_int_eq(C.ndone, 1);		/* done before it returned */
+
+	/* b is FUA, on a task that blocks; c overlaps it. */
+	submit_held_fua(tg, &b, 2, 0, 8192, 2);
+	op_init(&c, TG_WRITE, 3, 0, 4096, 4096);
+	ck_assert_int_eq(tg_try_inline(tg, &c), -EAGAIN);
+	op_init(&d, TG_WRITE, 3, 2, 65536, 4096);	/* frontier 2: b */
+	ck_assert_int_eq(tg_try_inline(tg, &d), -EAGAIN);
+	op_init(&f, TG_FLUSH, 3, 0, 0, 0);
+	ck_assert_int_eq(tg_try_inline(tg, &f), -EAGAIN);
+	op_init(&g, TG_WRITE, 3, 0, (1 << 20) - 4096, 8192);	/* 2 ranges */
+	ck_assert_int_eq(tg_try_inline(tg, &g), -EAGAIN);
+	tg_get_stats(tg, &st);
+	ck_assert_uint_eq(st.inflight, 1);	/* only b */
+	/* None was taken: seq 3 is still free, and c waits for b. */
+	ck_assert_int_eq(tg_submit(tg, &c), 0);
+	settle();
+	ck_assert_int_eq(C.nstarted, 2);
+	ctl_release();
+	tg_drain(tg);
+	ck_assert_uint_eq(C.started[2], 3);
+	ck_assert_int_eq(C.ndone, 3);
+	tg_get_stats(tg, &st);
+	ck_assert_uint_eq(st.inlined, 1);
+	tg_destroy(tg);
+}
+END_TEST
+
+/*
  * With inline execution on, a FLUSH that finds nothing before it
  * incomplete runs inside tg_submit; one behind a write still in flight
  * waits for that write, on the flusher.
@@ -1092,6 +1137,8 @@ tg_suite(void)
 	    0, 2);
 	tcase_add_loop_test(tc, inline_only_when_nothing_older_overlaps, 0, 2);
 	tcase_add_loop_test(tc, claimed_op_waits_for_run_or_the_next_call, 0,
+	    2);
+	tcase_add_loop_test(tc, try_inline_takes_nothing_it_cannot_apply, 0,
 	    2);
 	tcase_add_loop_test(tc, flush_inline_only_when_nothing_is_before_it, 0,
 	    2);
