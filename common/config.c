@@ -105,6 +105,8 @@ static const struct config_key config_primary_keys[] = {
 	    1, 65536, 0, "must be 1..65536" },
 	{ "max_inflight_bytes", KIND_SIZE, FIELD(max_inflight_bytes), 0,
 	    MIB, UINT64_MAX, 0, "must be at least 1M" },
+	{ "max_clients", KIND_COUNT, FIELD(max_clients), KEY_LIVE,
+	    1, 4096, 0, "must be 1..4096" },
 	{ "resync_rate", KIND_SIZE, FIELD(resync_rate), KEY_LIVE,
 	    0, UINT64_MAX, 0, "must be 0 (no limit) or bytes per second" },
 	{ "resync_checksums", KIND_BOOL, FIELD(resync_checksums), KEY_LIVE,
@@ -621,6 +623,7 @@ config_defaults(struct config *c)
 	c->mode = MODE_SYNC;
 	c->max_inflight = 1024;
 	c->max_inflight_bytes = 64 * MIB;
+	c->max_clients = 64;
 	c->al_extents = 1024;
 	snprintf(c->listen, sizeof(c->listen), "0.0.0.0:7790");
 	c->task_groups = 4;

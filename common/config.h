@@ -30,6 +30,7 @@ struct config {
 	enum repl_mode mode;		/* default sync */
 	uint32_t max_inflight;		/* default 1024 */
 	uint64_t max_inflight_bytes;	/* default 64M */
+	uint32_t max_clients;		/* NBD connections; default 64 */
 	uint64_t resync_rate;		/* bytes per second, 0 = no limit */
 	int      resync_checksums;	/* compare extents before copying */
 	/* the link's timers, seconds */

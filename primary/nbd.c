@@ -127,6 +127,7 @@ struct nbd_conn {
 enum { STEP_OK, STEP_WAIT, STEP_STOP };
 
 static unsigned nbd_next_id;	/* client numbers for the log */
+static struct log_every nbd_refused;	/* max_clients reached */
 
 /* ---- Per-request decisions (pure: no connection, no I/O) ------------- */
 
@@ -941,10 +942,23 @@ listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 	uint8_t greeting[NBD_GREETING_SIZE];
 	char host[INET6_ADDRSTRLEN], port[8];
 	struct nbd_conn *c;
+	uint64_t skipped;
 	int one = 1;
 
 	(void)l;
 	if (p->p_stopping) {
+		evutil_closesocket(fd);
+		return;
+	}
+	if (p->p_nconns >= p->p_cfg.max_clients) {
+		/* Each client may hold up to NBD_CONN_IN_MAX + NBD_CONN_OUT_MAX
+		 * of buffers: closing at once keeps that bounded, and the
+		 * client sees the end of the handshake instead of a hang. */
+		if (log_every(&nbd_refused, &skipped))
+			log_warnx("NBD: client refused: %u clients connected, "
+			    "primary.max_clients is %u (%llu more refused "
+			    "since the last line)", p->p_nconns,
+			    p->p_cfg.max_clients, (unsigned long long)skipped);
 		evutil_closesocket(fd);
 		return;
 	}

@@ -173,6 +173,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg.mode, MODE_SYNC);
 	ck_assert_uint_eq(cfg.max_inflight, 1024);
 	ck_assert_uint_eq(cfg.max_inflight_bytes, 64 * M);
+	ck_assert_uint_eq(cfg.max_clients, 64);
 	ck_assert_uint_eq(cfg.al_extents, 1024);
 	ck_assert_uint_eq(cfg.resync_rate, 0);
 	ck_assert_int_eq(cfg.resync_checksums, 0);
@@ -530,6 +531,10 @@ static const struct {
 	  "%s:2: volume.extent_size: must be a power of two, 4K..4M" },
 	{ VOL_OK "primary = {\n  max_inflight_bytes = \"1023K\";\n};\n",
 	  "%s:3: primary.max_inflight_bytes: must be at least 1M" },
+	{ VOL_OK "primary = {\n  max_clients = 0;\n};\n",
+	  "%s:3: primary.max_clients: must be 1..4096" },
+	{ VOL_OK "primary = {\n  max_clients = 4097;\n};\n",
+	  "%s:3: primary.max_clients: must be 1..4096" },
 	{ VOL_OK "mirror = {\n  range_size = \"32K\";\n};\n",
 	  "%s:3: mirror.range_size: must be a power of two, at least 64K" },
 	{ VOL_OK "mirror = {\n  inline_us = 1000001;\n};\n",
