@@ -57,6 +57,8 @@ cr_mark(struct cr *c, uint64_t off, uint64_t len)
 	c->c_nmarks++;
 	for (uint64_t e = first_ext(c, off); e < end_ext(c, off, len); e++)
 		set_bit(c, e);
+	if (c->c_on_mark != NULL)
+		c->c_on_mark(c->c_on_mark_arg, off, len);
 }
 
 void
@@ -65,6 +67,16 @@ cr_mark_all(struct cr *c)
 	c->c_nmarks++;
 	for (uint64_t e = 0; e < c->c_nbits; e++)
 		set_bit(c, e);
+	if (c->c_on_mark != NULL)
+		c->c_on_mark(c->c_on_mark_arg, 0, c->c_nbits * c->c_ext_size);
+}
+
+void
+cr_set_mark_hook(struct cr *c,
+    void (*fn)(void *arg, uint64_t off, uint64_t len), void *arg)
+{
+	c->c_on_mark = fn;
+	c->c_on_mark_arg = arg;
 }
 
 uint64_t

@@ -59,6 +59,8 @@ struct cr {
 	uint64_t	 c_nmarks;	/* cr_mark calls so far */
 	int		(*c_flush)(void *, int);
 	void		*c_flush_arg;
+	void		(*c_on_mark)(void *, uint64_t, uint64_t);
+	void		*c_on_mark_arg;
 };
 
 /*
@@ -108,6 +110,11 @@ void cr_check_flushes(struct cr *c);
  * holds AL references on them, or calls cr_save). */
 void cr_mark(struct cr *c, uint64_t off, uint64_t len);
 void cr_mark_all(struct cr *c);
+/* fn(arg, off, len) is called for every cr_mark and cr_mark_all (the
+ * whole volume): a resync must not clear, on an older copy's ack, the
+ * mark of a write it did not copy. */
+void cr_set_mark_hook(struct cr *c,
+    void (*fn)(void *arg, uint64_t off, uint64_t len), void *arg);
 void cr_clear(struct cr *c, uint64_t ext);
 int  cr_test(const struct cr *c, uint64_t ext);
 /* The first set bit at or after ext, or c_nbits. */

@@ -60,6 +60,8 @@ struct ctl;
 #define PR_SENT		0x04	/* its frame is queued to the mirror */
 #define PR_REPLICATE	0x08	/* it goes to the mirror at all */
 #define PR_LOST		0x10	/* the mirror went away before it was done */
+#define PR_REMARKED	0x20	/* a resync chunk whose span was marked
+				 * changed while it was out (sync.c) */
 
 /* A write's hold on the activity log (pr_cr): two references, one for
  * the local side and one for the mirror, each dropped when that side is

@@ -53,6 +53,7 @@ struct sync {
 	uint64_t	sy_done;	/* bytes finished in this pass */
 	uint64_t	sy_issued;	/* bytes issued (rate limit) */
 	uint64_t	sy_pass_copied;	/* extents copied in this pass */
+	struct preq	*sy_chunk[SYNC_DEPTH];	/* this pass's chunks out */
 	struct event	*sy_rate_timer;
 
 	/* verify */
@@ -73,6 +74,40 @@ struct sync {
 
 static void sync_pump(struct primary *p);
 
+/*
+ * A write marked changed while a copy or checksum chunk over it is out
+ * (the AL was full, so the mark is its only record) came after the
+ * chunk's read: the chunk's answer must not clear that mark, or a crash
+ * before the write reaches the mirror would leave it recorded nowhere.
+ */
+static void
+sync_marked(void *arg, uint64_t off, uint64_t len)
+{
+	struct sync *sy = ((struct primary *)arg)->p_sync;
+	struct preq *r;
+	int i;
+
+	for (i = 0; i < SYNC_DEPTH; i++)
+		if ((r = sy->sy_chunk[i]) != NULL &&
+		    off < r->pr_op.off + r->pr_op.len &&
+		    r->pr_op.off < off + len)
+			r->pr_state |= PR_REMARKED;
+}
+
+/* Adds r to sy_chunk (on), or takes it out. */
+static void
+chunk_track(struct sync *sy, struct preq *r, int on)
+{
+	int i;
+
+	for (i = 0; i < SYNC_DEPTH; i++)
+		if (sy->sy_chunk[i] == (on ? NULL : r)) {
+			sy->sy_chunk[i] = on ? r : NULL;
+			return;
+		}
+	VERIFY(!on);	/* at most SYNC_DEPTH out; an old pass's is not in */
+}
+
 static void
 rate_kick(evutil_socket_t fd, short what, void *arg)
 {
@@ -85,6 +120,7 @@ sync_init(struct primary *p)
 {
 	if ((p->p_sync = calloc(1, sizeof(*p->p_sync))) == NULL)
 		return -ENOMEM;
+	cr_set_mark_hook(&p->p_cr, sync_marked, p);
 	p->p_sync->sy_rate_timer = evtimer_new(p->p_base, rate_kick, p);
 	return p->p_sync->sy_rate_timer == NULL ? -ENOMEM : 0;
 }
@@ -146,6 +182,7 @@ pass_begin(struct primary *p, enum pass pass, uint64_t first, uint64_t stop)
 	sy->sy_cursor = first;
 	sy->sy_stop = stop;
 	sy->sy_outstanding = 0;
+	memset(sy->sy_chunk, 0, sizeof(sy->sy_chunk));
 	sy->sy_start_ns = now_ns();
 	sy->sy_done = sy->sy_issued = sy->sy_pass_copied = 0;
 	if (pass == PASS_VERIFY)
@@ -255,7 +292,7 @@ sync_csum_reply(struct primary *p, struct preq *r, const uint8_t *theirs,
 				    (unsigned long long)((e0 + i) * ext_bytes(p)),
 				    (unsigned long long)ext_bytes(p));
 			}
-		} else if (same) {
+		} else if (same && !(r->pr_state & PR_REMARKED)) {
 			sy->sy_csum_same++;
 			cr_clear(&p->p_cr, e0 + i);
 		}
@@ -285,9 +322,12 @@ sync_chunk_done(struct preq *r)
 	}
 	if (current) {
 		sy->sy_outstanding--;
+		chunk_track(sy, r, 0);
 		sy->sy_done += r->pr_op.len;
 		if (!failed && r->pr_kind == SY_COPY) {
-			for (e = e0; e < e1; e++)
+			/* A remarked one is copied again by the next pass. */
+			for (e = e0; e < e1 && !(r->pr_state & PR_REMARKED);
+			    e++)
 				cr_clear(&p->p_cr, e);
 			sy->sy_pass_copied += e1 - e0;
 			sy->sy_copied_extents += e1 - e0;
@@ -387,6 +427,7 @@ sync_pump(struct primary *p)
 		r->pr_arg = (void *)(uintptr_t)sy->sy_gen;
 		sy->sy_outstanding++;
 		sy->sy_issued += len;
+		chunk_track(sy, r, 1);
 		io_submit(p, r);
 	}
 	if (sy->sy_pass != PASS_NONE && sy->sy_outstanding == 0 &&

@@ -757,6 +757,21 @@ want_full(uint64_t e)
 	return 1;
 }
 
+/* The mark hook's calls: count and the last span. */
+static struct {
+	int		n;
+	uint64_t	off, len;
+} hooked;
+
+static void
+mark_hook(void *arg, uint64_t off, uint64_t len)
+{
+	ck_assert_ptr_eq(arg, &hooked);
+	hooked.n++;
+	hooked.off = off;
+	hooked.len = len;
+}
+
 START_TEST(al_full_of_busy_marks_instead)
 {
 	struct cr c;
@@ -765,6 +780,8 @@ START_TEST(al_full_of_busy_marks_instead)
 
 	cfg_init((META_AL_MAX + 2) * ALX, 2);
 	open_expect(&c, 1);
+	memset(&hooked, 0, sizeof(hooked));
+	cr_set_mark_hook(&c, mark_hook, &hooked);
 	for (uint64_t a = 0; a < META_AL_MAX; a++)
 		ck_assert_int_eq(cr_begin(&c, a * ALX + 4096, 4096, 1), 0);
 	ck_assert_uint_eq(c.c_m.md_al_count, META_AL_MAX);
@@ -781,6 +798,11 @@ START_TEST(al_full_of_busy_marks_instead)
 	ck_assert_int_eq(cr_test(&c, META_AL_MAX * (uint64_t)PER_AL + 2), 1);
 	ck_assert_uint_eq(c.c_bm_commits, bm + 1);
 	ck_assert_uint_eq(c.c_al_commits, META_AL_MAX);
+	/* The hook saw that mark (a resync must not clear it), and only
+	 * that one: tracked writes mark nothing. */
+	ck_assert_int_eq(hooked.n, 1);
+	ck_assert_uint_eq(hooked.off, over);
+	ck_assert_uint_eq(hooked.len, 2 * EXT);
 	cr_end(&c, over, 2 * EXT, 1, 0);	/* untracked: a no-op */
 
 	/* One reference dropped: the next new extent takes its place. */
@@ -791,6 +813,11 @@ START_TEST(al_full_of_busy_marks_instead)
 
 	crash_reopen(&c);
 	assert_marked(&c, want_full);
+	cr_set_mark_hook(&c, mark_hook, &hooked);
+	cr_mark_all(&c);			/* the whole volume */
+	ck_assert_int_eq(hooked.n, 2);
+	ck_assert_uint_eq(hooked.off, 0);
+	ck_assert_uint_eq(hooked.len, (META_AL_MAX + 2) * ALX);
 	cr_close(&c, 1);
 }
 END_TEST
