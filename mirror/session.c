@@ -49,6 +49,10 @@
 #include "common/util.h"
 #include "mirror/mirror.h"
 
+/* Why a session ends, or is refused, once a metadata write failed. */
+#define METADATA_FAILED	"the mirror's volume.metadata failed (see its " \
+	"log): it takes no writes until it is restarted"
+
 struct fmap {
 	uint64_t	fm_pseq;
 	uint64_t	fm_lseq;
@@ -474,6 +478,10 @@ handle_hello(struct session *s, const uint8_t *payload, uint32_t plen)
 		hello_refuse(s, ESHUTDOWN, "mirror is shutting down");
 		return;
 	}
+	if (c->c_failed) {
+		hello_refuse(s, EIO, "%s", METADATA_FAILED);
+		return;
+	}
 	if ((rel = gen_relation(c, &h)) == GEN_SPLIT) {
 		if (!m->mr_discard) {
 			if (!m->mr_split)
@@ -706,11 +714,15 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 	mo->mo_op.type = op_types[h->type];
 	if ((mo->mo_op.type == TG_WRITE || mo->mo_op.type == TG_WRITE_ZEROES ||
 	    mo->mo_op.type == TG_TRIM) && !(h->flags & WIRE_F_COPY)) {
-		/* Hot before it is applied; a metadata failure is logged and
-		 * leaves the range untracked (the primary still has it). */
-		rc = cr_begin(&m->mr_cr, h->offset, h->length, 2);
-		mo->mo_cr = rc == 0 ? CR_HOLD_TRACKED : rc == 1 ?
-		    CR_HOLD_MARKED : CR_HOLD_NONE;
+		/* Hot before it is applied. Untracked, a power cut here
+		 * could lose it with no record on either side: with the
+		 * metadata failed, the primary keeps the changes instead. */
+		if ((rc = cr_begin(&m->mr_cr, h->offset, h->length, 2)) < 0) {
+			apply_free(m, mo);
+			session_fail(s, "%s", METADATA_FAILED);
+			return -1;
+		}
+		mo->mo_cr = rc == 0 ? CR_HOLD_TRACKED : CR_HOLD_MARKED;
 	}
 	lfront = fmap_frontier(s, h->frontier);
 	lseq = m->mr_lseq + 1;

@@ -227,7 +227,11 @@ _fuse_cleanup() {
 }
 
 fuse_disk() {
-	_who=$1
+	# WHO (its volume) or WHO.meta (its metadata file)
+	case $1 in
+	*.meta) _who=${1%.meta} _key=metadata _file=$1 ;;
+	*) _who=$1 _key=path _file=$1.img ;;
+	esac
 	shift
 	mkdir "$T/mp"
 	nbdfuse "$T/mp" --command nbdkit -s "$@" >"$T/fuse.log" 2>&1 &
@@ -239,7 +243,7 @@ fuse_disk() {
 		[ $_n -le 100 ] || fail "nbdfuse: no $T/mp/nbd: $(cat "$T/fuse.log")"
 		sleep 0.1
 	done
-	sed -i "s|path = \"$T/$_who.img\"|path = \"$T/mp/nbd\"|" "$T/$_who.conf"
+	sed -i "s|$_key = \"$T/$_file\"|$_key = \"$T/mp/nbd\"|" "$T/$_who.conf"
 	grep -q "$T/mp/nbd" "$T/$_who.conf" ||
 	    fail "could not point the $_who at the FUSE file"
 }
