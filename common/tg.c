@@ -226,6 +226,17 @@ op_split(struct tg *tg, struct tg_op *op)
 	return 0;
 }
 
+size_t
+tg_op_extra(const struct tg *tg, uint64_t off, uint64_t len)
+{
+	uint64_t rs = tg->tg_params.range_size, n;
+
+	if (len == 0)
+		return 0;
+	n = (off + len - 1) / rs - off / rs + 1;
+	return n > TG_INLINE_PIECES ? (size_t)n * sizeof(struct tg_piece) : 0;
+}
+
 /*
  * Pushes op's pieces onto their groups' main queues and adds an idle task
  * of each to wl. tg_lock held: that is what keeps every main queue in

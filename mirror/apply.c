@@ -91,7 +91,7 @@ apply_drain(evutil_socket_t fd, short what, void *arg)
 			cr_end(&m->mr_cr, mo->mo_op.off, mo->mo_op.len, 1,
 			    mo->mo_cr == CR_HOLD_TRACKED);
 		session_reply(mo->mo_s, mo);
-		m->mr_queued_bytes -= mo->mo_bytes;
+		m->mr_queued_bytes -= mo->mo_cost;
 		m->mr_inflight--;
 		session_op_finished(mo->mo_s);
 		apply_free(m, mo);

@@ -53,7 +53,9 @@ struct mop {
 	struct tg_op	 mo_op;		/* first: the engine hands it back */
 	struct session	*mo_s;
 	uint64_t	 mo_pseq;	/* the primary's sequence number */
-	uint64_t	 mo_bytes;	/* counted in mr_queued_bytes */
+	uint64_t	 mo_bytes;	/* what apply_alloc took */
+	uint64_t	 mo_cost;	/* counted in mr_queued_bytes: mo_bytes
+					 * and the engine's pieces */
 	int		 mo_status;	/* 0 or a positive errno, for the ack */
 	uint16_t	 mo_reply;	/* WIRE_ACK, WIRE_CSUM_REPLY, WIRE_READ_DATA */
 	uint8_t		 mo_cr;		/* a write's AL hold: CR_HOLD_* */

@@ -766,7 +766,10 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 	s->s_last_pfrontier = h->frontier;
 	s->s_refs++;
 	m->mr_inflight++;
-	m->mr_queued_bytes += mo->mo_bytes;
+	/* A TRIM's or WRITE_ZEROES' pieces: up to 3.5 MiB for 4 GiB. */
+	mo->mo_cost = mo->mo_bytes + (dlen == 0 ? tg_op_extra(m->mr_tg,
+	    h->offset, h->length) : 0);
+	m->mr_queued_bytes += mo->mo_cost;
 	m->mr_ops++;
 	m->mr_bytes += h->length;
 	if ((s->s_caps & WIRE_CAP_ACK_RECEIVED) && mo->mo_reply == WIRE_ACK)

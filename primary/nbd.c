@@ -46,7 +46,8 @@
  * holds at most about two maximal WRITEs (NBD_CONN_IN_MAX); a WRITE is
  * only allocated once its whole payload is buffered. nbd_pause() stops all
  * request reading while io.c's window is full. Across all connections,
- * no request is read while the WRITE data io.c holds exceeds
+ * no request is read while the WRITE data io.c holds, with the engine's
+ * pieces of TRIMs and WRITE_ZEROES (tg_op_extra), exceeds
  * primary.max_inflight_bytes (resuming below half of it): without a
  * mirror, the window does not bound what a slow disk has yet to take.
  */
@@ -467,8 +468,8 @@ req_refused(struct nbd_conn *c, const struct nbd_request *req, int err)
 		    strerror(err));
 }
 
-/* A client's WRITE data left io.c: below half the limit, every
- * connection may read requests again. */
+/* A request's WRITE data or pieces left io.c: below half the limit,
+ * every connection may read requests again. */
 static void
 write_data_done(struct primary *p, uint64_t len)
 {
@@ -491,8 +492,8 @@ nbd_reply(struct preq *r)
 	uint16_t cmd = r->pr_cmd;
 	uint64_t len = r->pr_op.len;
 
-	if (cmd == NBD_CMD_WRITE)
-		write_data_done(p, len);
+	if (r->pr_wcost > 0)
+		write_data_done(p, r->pr_wcost);
 	if (c == NULL) {		/* not ours; see primary.h */
 		io_free(p, r);
 		return;
@@ -759,8 +760,13 @@ tr_submit(struct nbd_conn *c, const struct nbd_request *req,
 	c->c_inflight++;
 	if (req->type == NBD_CMD_READ)
 		c->c_pend_read += req->length;
-	if (req->type == NBD_CMD_WRITE &&
-	    (p->p_wbytes += plen) > p->p_cfg.max_inflight_bytes)
+	/* A WRITE's data; a TRIM's or WRITE_ZEROES' pieces in the engine,
+	 * which for up to 4 GiB take up to 3.5 MiB (a data request's are
+	 * a thousandth of its data). */
+	r->pr_wcost = req->type == NBD_CMD_WRITE ? plen :
+	    req->type == NBD_CMD_TRIM || req->type == NBD_CMD_WRITE_ZEROES ?
+	    tg_op_extra(p->p_tg, req->offset, req->length) : 0;
+	if ((p->p_wbytes += r->pr_wcost) > p->p_cfg.max_inflight_bytes)
 		p->p_wfull = 1;
 	io_submit(p, r);
 	return STEP_OK;

@@ -85,6 +85,7 @@ struct preq {
 	uint8_t		 pr_cr;		/* PR_CR_*: its hold on the AL */
 	uint8_t		 pr_kind;	/* internal requests: SY_* (sync.c) */
 	uint64_t	 pr_size;	/* bytes io_alloc took, for io_free */
+	uint64_t	 pr_wcost;	/* counted in p_wbytes (nbd.c) */
 
 	/* io.c's incomplete list (frontier), repl.c's send queue, and the
 	 * completion queue; repl.c's ack ring keeps a pointer while the

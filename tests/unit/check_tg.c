@@ -367,6 +367,26 @@ START_TEST(claimed_op_waits_for_run_or_the_next_call)
 }
 END_TEST
 
+/* tg_op_extra: the piece array tg_submit allocates, beyond two kept in
+ * the op; 1 MiB ranges here. */
+START_TEST(op_extra_counts_pieces_beyond_the_inline_ones)
+{
+	struct tg *tg;
+	const size_t pc = sizeof(struct tg_piece);
+
+	set_policy(_i);
+	tg = mk_inline(0, 0);
+	ck_assert_uint_eq(tg_op_extra(tg, 0, 0), 0);
+	ck_assert_uint_eq(tg_op_extra(tg, 0, 1 << 20), 0);
+	ck_assert_uint_eq(tg_op_extra(tg, (1 << 20) - 4096, 8192), 0);
+	ck_assert_uint_eq(tg_op_extra(tg, 0, 2 << 20), 0);
+	ck_assert_uint_eq(tg_op_extra(tg, 4096, 2 << 20), 3 * pc);
+	ck_assert_uint_eq(tg_op_extra(tg, 0, UINT64_C(4) << 30),
+	    4096 * pc);
+	tg_destroy(tg);
+}
+END_TEST
+
 /*
  * tg_try_inline applies what tg_submit would apply inline and returns 1;
  * anything else (an older overlapping op on a task, a FLUSH, an op over
@@ -1140,6 +1160,8 @@ tg_suite(void)
 	    2);
 	tcase_add_loop_test(tc, try_inline_takes_nothing_it_cannot_apply, 0,
 	    2);
+	tcase_add_loop_test(tc, op_extra_counts_pieces_beyond_the_inline_ones,
+	    0, 2);
 	tcase_add_loop_test(tc, flush_inline_only_when_nothing_is_before_it, 0,
 	    2);
 	suite_add_tcase(s, tc);
