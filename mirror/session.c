@@ -646,6 +646,7 @@ submit_write_inline(struct mirror *m, struct mop *mo, struct evbuffer *in,
 		iov[i].iov_len = MIN(v[i].iov_len, left);
 		left -= iov[i].iov_len;
 	}
+	VERIFY(left == 0);	/* session_read waits for the whole frame */
 	op->buf = NULL;
 	op->iov = iov;
 	op->iovcnt = n;
