@@ -275,13 +275,19 @@ storage_writev(struct storage *st, const struct iovec *iov, int iovcnt,
 	if (!storage_span_ok(st, len, off))
 		return -EINVAL;
 	while (len > 0) {
+		/* Past the written pieces and empty ones: len > 0 says a
+		 * piece with bytes is left. */
+		for (; skip >= iov[0].iov_len; iovcnt--, iov++)
+			skip -= iov[0].iov_len;
 		want = (size_t)MIN(len, STORAGE_WRITE_CHUNK);
 		for (i = nv = 0, got = 0; i < iovcnt && got < want &&
 		    nv < STORAGE_WRITE_IOV; i++) {
-			take = MIN(iov[i].iov_len - (i == 0 ? skip : 0),
-			    want - got);
-			v[nv].iov_base = (char *)iov[i].iov_base +
-			    (i == 0 ? skip : 0);
+			size_t from = i == 0 ? skip : 0;
+
+			if (iov[i].iov_len == from)
+				continue;
+			take = MIN(iov[i].iov_len - from, want - got);
+			v[nv].iov_base = (char *)iov[i].iov_base + from;
 			v[nv++].iov_len = take;
 			got += take;
 		}
@@ -294,9 +300,7 @@ storage_writev(struct storage *st, const struct iovec *iov, int iovcnt,
 			return -EIO;
 		off += (uint64_t)n;
 		len -= (uint64_t)n;
-		for (skip += (size_t)n; iovcnt > 0 && skip >= iov[0].iov_len &&
-		    len > 0; iovcnt--, iov++)
-			skip -= iov[0].iov_len;
+		skip += (size_t)n;
 	}
 	return 0;
 }

@@ -175,8 +175,9 @@ int tg_submit_claim(struct tg *tg, struct tg_op *op);
  */
 int tg_try_inline(struct tg *tg, struct tg_op *op);
 /*
- * Bytes tg_submit allocates for an op over [off, off + len): the pieces
- * beyond those kept in the op, one per range it touches (0 for len 0).
+ * Bytes tg_submit allocates for an op over [off, off + len): one piece
+ * per range it touches, once there are more than the op keeps itself
+ * (TG_INLINE_PIECES); else 0.
  * The daemons count them in their memory budgets: a 4 GiB TRIM over 64 KiB
  * ranges takes 3.5 MiB.
  */

@@ -681,6 +681,12 @@ handle_op(struct session *s, const struct wire_hdr *h, struct evbuffer *in)
 		    (unsigned long long)h->seq);
 		return -1;
 	}
+	if ((h->type == WIRE_WRITE || h->type == WIRE_WRITE_ZEROES ||
+	    h->type == WIRE_TRIM) && m->mr_cr.c_failed) {
+		/* Resync copies too: their pass could not end (IN_SYNC). */
+		session_fail(s, "%s", METADATA_FAILED);
+		return -1;
+	}
 	if (h->flags & WIRE_F_COPY) {
 		/* Resync copies are not in the activity log (the primary
 		 * has them), so until the pass is through and flushed
@@ -840,7 +846,10 @@ in_sync_check(evutil_socket_t fd, short what, void *arg)
 		cr_clear(c, e);
 	c->c_m.md_flags &= ~META_F_INCONSISTENT;
 	c->c_unsaved = 1;
-	cr_save(c);
+	if (cr_save(c) != 0) {	/* the file still says inconsistent */
+		session_fail(s, "%s", METADATA_FAILED);
+		return;
+	}
 	m->mr_disk = "up-to-date";
 	notify_status("primary %s connected; up to date", s->s_peer);
 	log_info("peer %s: the mirror is up to date", s->s_peer);

@@ -282,6 +282,7 @@ conn_drop(struct nbd_conn *c)
 	if (c->c_s != NULL) {
 		stream_free(c->c_s);
 		c->c_s = NULL;
+		c->c_p->p_nlive--;
 		if (c->c_inflight > 0)
 			log_debug("client %u (%s): closed, %u requests in "
 			    "flight dropped", c->c_id, c->c_peer,
@@ -956,14 +957,14 @@ listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 		evutil_closesocket(fd);
 		return;
 	}
-	if (p->p_nconns >= p->p_cfg.max_clients) {
+	if (p->p_nlive >= p->p_cfg.max_clients) {
 		/* Each client may hold up to NBD_CONN_IN_MAX + NBD_CONN_OUT_MAX
 		 * of buffers: closing at once keeps that bounded, and the
 		 * client sees the end of the handshake instead of a hang. */
 		if (log_every(&nbd_refused, &skipped))
 			log_warnx("NBD: client refused: %u clients connected, "
 			    "primary.max_clients is %u (%llu more refused "
-			    "since the last line)", p->p_nconns,
+			    "since the last line)", p->p_nlive,
 			    p->p_cfg.max_clients, (unsigned long long)skipped);
 		evutil_closesocket(fd);
 		return;
@@ -1015,6 +1016,7 @@ listener_accept(struct evconnlistener *l, evutil_socket_t fd,
 	c->c_prevp = &p->p_conns;
 	p->p_conns = c;
 	p->p_nconns++;
+	p->p_nlive++;
 	stream_set_reading(c->c_s, 1);
 	nbd_encode_greeting(greeting, NBD_HFLAGS);
 	evbuffer_add(stream_output(c->c_s), greeting,
@@ -1228,7 +1230,7 @@ nbd_free_all(struct primary *p)
 		event_free(c->c_kick);
 		free(c);
 	}
-	p->p_nconns = 0;
+	p->p_nconns = p->p_nlive = 0;
 }
 
 /* Connections not yet freed, including those whose client is gone while

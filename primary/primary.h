@@ -220,8 +220,11 @@ struct primary {
 	struct evconnlistener *p_nbd_tcp;
 	struct nbd_conn	*p_conns;
 	unsigned	 p_nconns;
+	unsigned	 p_nlive;	/* of those, with their socket open */
 	int		 p_paused;
-	uint64_t	 p_wbytes;	/* clients' WRITE data io.c holds */
+	uint64_t	 p_wbytes;	/* clients' WRITE data, and TRIMs' and
+					 * WRITE_ZEROES' engine pieces, io.c
+					 * holds */
 	int		 p_wfull;	/* p_wbytes over max_inflight_bytes:
 					 * no request is read (nbd.c) */
 

@@ -369,14 +369,14 @@ START_TEST(test_roundtrip)
 END_TEST
 
 /*
- * storage_writev writes pieces of any size, an empty one among them, over
- * its 32 KiB chunks and past its 64 iovecs per call; pieces past the span
- * are refused.
+ * storage_writev writes pieces of any size, empty ones among them (70 at
+ * the start), over its 32 KiB chunks and past its 64 iovecs per call;
+ * pieces past the span are refused.
  */
 START_TEST(test_writev)
 {
 	static const size_t sizes[] = { 1, 4095, 0, 40000, 30000, 7, 65536 };
-	struct iovec iov[200];
+	struct iovec iov[500];
 	unsigned char *src, *p;
 	size_t total = 0;
 	int i, n = 0;
@@ -384,18 +384,26 @@ START_TEST(test_writev)
 	io_open(4 * MiB);
 	for (i = 0; i < (int)(sizeof(sizes) / sizeof(sizes[0])); i++)
 		total += sizes[i];
-	total += 150 * 1000;
+	total += 150 * 1000 + 250 * 100;
 	ck_assert_ptr_nonnull(src = malloc(total));
 	for (size_t k = 0; k < total; k++)
 		src[k] = (unsigned char)(k * 131 + 7);
+	for (i = 0; i < 70; i++) {
+		iov[n].iov_base = src;
+		iov[n++].iov_len = 0;
+	}
 	for (p = src, i = 0; i < (int)(sizeof(sizes) / sizeof(sizes[0]));
 	    p += sizes[i++]) {
 		iov[n].iov_base = p;
 		iov[n++].iov_len = sizes[i];
 	}
-	for (i = 0; i < 150; i++, p += 1000) {	/* more than 64 at once */
+	for (i = 0; i < 150; i++, p += 1000) {
 		iov[n].iov_base = p;
 		iov[n++].iov_len = 1000;
+	}
+	for (i = 0; i < 250; i++, p += 100) {	/* 64 in a call: 6400 bytes */
+		iov[n].iov_base = p;
+		iov[n++].iov_len = 100;
 	}
 	ck_assert_int_eq(storage_writev(&io_st, iov, n, 12345), 0);
 	memcpy(io_model + 12345, src, total);

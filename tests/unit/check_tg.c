@@ -416,6 +416,8 @@ START_TEST(try_inline_takes_nothing_it_cannot_apply)
 	ck_assert_int_eq(tg_try_inline(tg, &f), -EAGAIN);
 	op_init(&g, TG_WRITE, 3, 0, (1 << 20) - 4096, 8192);	/* 2 ranges */
 	ck_assert_int_eq(tg_try_inline(tg, &g), -EAGAIN);
+	op_init(&g, TG_WRITE, 3, 0, 4 << 20, 3 << 20);	/* 3: allocated */
+	ck_assert_int_eq(tg_try_inline(tg, &g), -EAGAIN);
 	tg_get_stats(tg, &st);
 	ck_assert_uint_eq(st.inflight, 1);	/* only b */
 	/* None was taken: seq 3 is still free, and c waits for b. */
