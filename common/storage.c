@@ -21,9 +21,9 @@
  * which would otherwise be silently overwritten.
  */
 #include <sys/types.h>
-#include <sys/uio.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <linux/falloc.h>
 #include <linux/fs.h>

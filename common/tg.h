@@ -169,9 +169,9 @@ int tg_submit_claim(struct tg *tg, struct tg_op *op);
 /*
  * Applies op on the caller's thread, as tg_submit would inline, and returns
  * 1 once done() has run; when tg_submit would not, returns -EAGAIN and
- * takes nothing (the op may then go to tg_submit). So op->buf may point at
- * memory the caller reuses as soon as this returns: the mirror applies a
- * payload straight from its input buffer.
+ * takes nothing (the op may then go to tg_submit). So op's data (buf or
+ * iov) may be memory the caller reuses as soon as this returns: the mirror
+ * applies a payload straight from its input buffer.
  */
 int tg_try_inline(struct tg *tg, struct tg_op *op);
 /*

@@ -15,15 +15,7 @@ need_fuse eval
 
 fault_setup sync 64M
 truncate -s 64M "$T/backing.img"
-# (nbdkit 1.32's error filter cannot fail a flush.) $3 is the count, $4
-# the offset.
-B=$T/backing.img
-fuse_disk mirror eval \
-    get_size="echo $((64 * MIB))" \
-    pread="dd if='$B' iflag=skip_bytes,count_bytes skip=\$4 count=\$3 status=none" \
-    pwrite="dd of='$B' oflag=seek_bytes conv=notrunc seek=\$4 status=none" \
-    can_flush="exit 0" \
-    flush="if [ -e '$T/inject' ]; then echo 'EIO injected' >&2; exit 1; fi; sync '$B'"
+fuse_file mirror "$T/backing.img" $((64 * MIB))
 
 start_mirror
 start_primary

@@ -19,13 +19,7 @@ start_mirror
 stop_mirror || fail "duet-mirror exited with $? at its first stop"
 cp "$T/mirror.meta" "$T/metaback.img"
 truncate -s 1M "$T/metaback.img"
-B=$T/metaback.img
-fuse_disk mirror.meta eval \
-    get_size="echo $((1024 * 1024))" \
-    pread="dd if='$B' iflag=skip_bytes,count_bytes skip=\$4 count=\$3 status=none" \
-    pwrite="if [ -e '$T/inject' ]; then echo 'EIO injected' >&2; exit 1; fi; dd of='$B' oflag=seek_bytes conv=notrunc seek=\$4 status=none" \
-    can_flush="exit 0" \
-    flush="if [ -e '$T/inject' ]; then echo 'EIO injected' >&2; exit 1; fi; sync '$B'"
+fuse_file mirror.meta "$T/metaback.img" $((1024 * 1024)) writes
 
 start_mirror
 start_primary

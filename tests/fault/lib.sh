@@ -247,3 +247,20 @@ fuse_disk() {
 	grep -q "$T/mp/nbd" "$T/$_who.conf" ||
 	    fail "could not point the $_who at the FUSE file"
 }
+
+# fuse_file WHO[.meta] BACKING SIZE [writes]: fuse_disk over nbdkit's eval
+# plugin, on the file BACKING (SIZE bytes). Its flushes (and its writes,
+# with "writes") fail with EIO while $T/inject exists. (nbdkit 1.32's error
+# filter cannot fail a flush.) In the plugin's calls $3 is the count, $4
+# the offset.
+fuse_file() {
+	_inj="if [ -e '$T/inject' ]; then echo 'EIO injected' >&2; exit 1; fi;"
+	_winj=""
+	[ "${4:-}" = writes ] && _winj=$_inj
+	fuse_disk "$1" eval \
+	    get_size="echo $3" \
+	    pread="dd if='$2' iflag=skip_bytes,count_bytes skip=\$4 count=\$3 status=none" \
+	    pwrite="$_winj dd of='$2' oflag=seek_bytes conv=notrunc seek=\$4 status=none" \
+	    can_flush="exit 0" \
+	    flush="$_inj sync '$2'"
+}

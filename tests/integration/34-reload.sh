@@ -30,18 +30,6 @@ print(eval(sys.argv[1]))' "$2"
 }
 pstat() { stat "$PRIMARY_STATUS" "$1"; }
 
-# hup PID LOG: SIGHUP, then wait for the reload's summary line in LOG.
-hup() {
-	_before=$(grep -c 'reload: .* read,\|keeping the running configuration' "$2")
-	kill -HUP "$1"
-	_n=0
-	until [ "$(grep -c 'reload: .* read,\|keeping the running configuration' "$2")" -gt "$_before" ]; do
-		_n=$((_n + 1))
-		[ $_n -le 50 ] || fail "no reload logged 5 s after SIGHUP"
-		sleep 0.1
-	done
-}
-
 mk_certs
 write_conf "$T/mirror.conf"
 start_mirror

@@ -385,6 +385,18 @@ local_addr() {
 	sed -n 's/^local //p' "$1" | head -1
 }
 
+# hup PID LOG: SIGHUP, then wait for the reload's summary line in LOG.
+hup() {
+	_before=$(grep -c 'reload: .* read,\|keeping the running configuration' "$2")
+	kill -HUP "$1"
+	_n=0
+	until [ "$(grep -c 'reload: .* read,\|keeping the running configuration' "$2")" -gt "$_before" ]; do
+		_n=$((_n + 1))
+		[ $_n -le 50 ] || fail "no reload logged 5 s after SIGHUP"
+		sleep 0.1
+	done
+}
+
 # wait_for FILE REGEX [PID]: waits up to 10 s for a line matching REGEX in
 # FILE (while PID, if given, lives). Returns 1 on timeout or PID's end.
 wait_for() {
