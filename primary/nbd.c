@@ -136,7 +136,6 @@ enum req_action {
 	RA_SUBMIT,	/* hand to io.c */
 	RA_REPLY,	/* answer now with *err (0 or an NBD error) */
 	RA_SKIP,	/* refused WRITE: discard its payload, answer *err */
-	RA_CLOSE,	/* refused WRITE too large to skip: answer, close */
 	RA_DISC,	/* finish what is in flight, close */
 };
 
@@ -152,16 +151,14 @@ static enum req_action
 req_decide(const struct nbd_request *req, const struct nbd_limits *lim,
     int *err)
 {
-	int must_close, rc;
+	int rc;
 
 	*err = 0;
 	if (req->type == NBD_CMD_DISC)
 		return RA_DISC;
-	rc = nbd_check_request(req, lim, &must_close);
+	rc = nbd_check_request(req, lim);
 	if (rc != 0) {
 		*err = rc;
-		if (must_close)
-			return RA_CLOSE;
 		return nbd_request_payload(req) > 0 ? RA_SKIP : RA_REPLY;
 	}
 	if (req->type == NBD_CMD_CACHE)
@@ -797,14 +794,6 @@ tr_request(struct nbd_conn *c, struct evbuffer *in)
 		log_debug("client %u (%s): DISC, %u requests in flight",
 		    c->c_id, c->c_peer, c->c_inflight);
 		conn_close(c);
-		return STEP_STOP;
-	case RA_CLOSE:
-		evbuffer_drain(in, sizeof(buf));
-		conn_reply(c, req.type, req.handle, (uint32_t)err, req.offset,
-		    NULL, 0);
-		conn_fail(c, "%s of %u bytes at %llu refused (%s) and too "
-		    "large to skip", nbd_cmd_name(req.type), req.length,
-		    (unsigned long long)req.offset, strerror(err));
 		return STEP_STOP;
 	case RA_SKIP:
 		evbuffer_drain(in, sizeof(buf));

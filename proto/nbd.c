@@ -93,19 +93,12 @@
  *     request with the error NBD_EOVERFLOW if the length is too large to send
  *     without fragmentation"). Any shorter DF read is served in one chunk.
  *
- * must_close: a refused WRITE still has its payload on the wire, and the next
- * header only starts after it. The payload can always be skipped (its length
- * is in the header), so must_close is not about framing but about cost: it
- * is set when the refused WRITE is longer than the effective maximum block
- * size (min(max_block, export size): "the client MUST treat the export size
- * as the effective maximum block size") and at least 2^25 bytes. The spec
- * allows the hard disconnect ("either the server or the client MAY initiate a
- * hard disconnect if the payload of an NBD_CMD_WRITE request ... would be
- * large enough to be deemed a denial of service attack") and rules it out
- * below that size ("any *length* less than 2^25 (33,554,432) bytes SHOULD NOT
- * be considered a denial of service attack (even if the advertised maximum
- * block size is smaller)"). Every other refused WRITE is skipped and the
- * connection goes on.
+ * A refused WRITE still has its payload on the wire, and the next header
+ * only starts after it. The payload is always read past, whatever its
+ * length: the spec allows a hard disconnect only for a payload "large enough
+ * to be deemed a denial of service attack", and skipping costs the server
+ * bandwidth, not memory. A close would also race the reply: a client still
+ * sending the payload sees a reset, not the error.
  */
 #include <string.h>
 
@@ -624,24 +617,11 @@ nbd_judge(const struct nbd_request *req, const struct nbd_limits *lim)
 
 int
 nbd_check_request(const struct nbd_request *req,
-    const struct nbd_limits *lim, int *must_close)
+    const struct nbd_limits *lim)
 {
-	uint64_t emax;
-	int rc;
-
-	*must_close = 0;
 	if (req->type == NBD_CMD_DISC)
 		return 0;
-	rc = nbd_judge(req, lim);
-	if (rc != 0 && req->type == NBD_CMD_WRITE) {
-		emax = lim->max_block != 0 ? lim->max_block :
-		    NBD_DEFAULT_MAX_BLOCK;
-		if (lim->export_size < emax)
-			emax = lim->export_size;
-		if (req->length > emax && req->length >= NBD_WRITE_SKIP_MAX)
-			*must_close = 1;
-	}
-	return rc;
+	return nbd_judge(req, lim);
 }
 
 void

@@ -63,13 +63,12 @@
  *
  *  4. Transmission. Per request: read 28 bytes, nbd_decode_request().
  *     NBD_EREQMAGIC: close (the stream cannot be resynchronised). Then
- *     nbd_check_request(&req, &lim, &must_close):
+ *     nbd_check_request(&req, &lim):
  *
  *       NBD_CMD_DISC: always 0; finish the requests in flight, close. There
  *                  is no reply.
  *       errno != 0: the request is refused. A WRITE still has req.length
- *                  payload bytes on the wire: if must_close, close (after
- *                  the reply, if it can be sent); otherwise read and discard
+ *                  payload bytes on the wire: read and discard
  *                  nbd_request_payload(&req) bytes, then reply.
  *       0:         read nbd_request_payload(&req) bytes (WRITE) and do it.
  *
@@ -214,10 +213,6 @@
 #define NBD_STRING_MAX		4096
 /* A limit for nbd_decode_opt_hdr: a maximal name plus room for requests. */
 #define NBD_OPT_LEN_MAX		8192
-/* "any length less than 2^25 (33,554,432) bytes SHOULD NOT be considered
- * a denial of service attack": WRITE payloads below this are skipped, not
- * fatal, when refused. */
-#define NBD_WRITE_SKIP_MAX	(UINT32_C(1) << 25)
 
 /* Block size defaults when none are advertised. */
 #define NBD_DEFAULT_MIN_BLOCK	1u
@@ -393,12 +388,11 @@ uint32_t nbd_request_payload(const struct nbd_request *req);
 
 /*
  * Judges a decoded request. Returns the NBD error the server must reply
- * with (NBD_EINVAL, NBD_ENOSPC), or 0 to carry it out. *must_close is set
- * (else cleared) when the request is refused and its WRITE payload is too
- * large to be skipped: reply, then close. See nbd.c for the rules.
+ * with (NBD_EINVAL, NBD_ENOSPC), or 0 to carry it out. See nbd.c for the
+ * rules.
  */
 int nbd_check_request(const struct nbd_request *req,
-    const struct nbd_limits *lim, int *must_close);
+    const struct nbd_limits *lim);
 
 /* Simple reply into out[NBD_SIMPLE_REPLY_SIZE]. */
 void nbd_encode_simple_reply(uint8_t *out, uint32_t error, uint64_t handle);

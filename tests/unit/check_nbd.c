@@ -521,7 +521,6 @@ struct req_case {
 	uint32_t	 length;
 	int		 structured;
 	int		 want;
-	int		 close;
 };
 
 #define FUA	NBD_CMD_FLAG_FUA
@@ -544,104 +543,104 @@ struct req_case {
 
 static const struct req_case req_cases[] = {
 	/* Each command, plain and with each flag. */
-	{ "read", R, 0, 4096, 4096, 0, 0, 0 },
-	{ "read fua", R, FUA, 4096, 4096, 0, 0, 0 },
-	{ "read df, simple", R, DF, 0, 4096, 0, EINV, 0 },
-	{ "read df, structured", R, DF, 0, 4096, 1, 0, 0 },
-	{ "read df fua", R, DF | FUA, 0, 4096, 1, 0, 0 },
-	{ "read no_hole", R, NOHOLE, 0, 4096, 1, EINV, 0 },
-	{ "read req_one", R, REQONE, 0, 4096, 1, EINV, 0 },
-	{ "read fast_zero", R, FASTZ, 0, 4096, 1, EINV, 0 },
-	{ "read payload_len", R, PLEN, 0, 4096, 1, EINV, 0 },
-	{ "read bit 6", R, 0x40, 0, 4096, 1, EINV, 0 },
-	{ "read bit 15", R, 0x8000, 0, 4096, 1, EINV, 0 },
-	{ "write", W, 0, 0, 4096, 0, 0, 0 },
-	{ "write fua", W, FUA, 0, 4096, 0, 0, 0 },
-	{ "write no_hole", W, NOHOLE, 0, 4096, 0, EINV, 0 },
-	{ "write df", W, DF, 0, 4096, 1, EINV, 0 },
-	{ "write fast_zero", W, FASTZ, 0, 4096, 0, EINV, 0 },
-	{ "write req_one", W, REQONE, 0, 4096, 0, EINV, 0 },
-	{ "write payload_len", W, PLEN, 0, 4096, 0, EINV, 0 },
-	{ "disc", D, 0, 0, 0, 0, 0, 0 },
-	{ "disc with junk", D, 0xffff, 123, 77, 1, 0, 0 },
-	{ "flush", F, 0, 0, 0, 0, 0, 0 },
-	{ "flush fua", F, FUA, 0, 0, 0, 0, 0 },
-	{ "flush offset", F, 0, 4096, 0, 0, EINV, 0 },
-	{ "flush length", F, 0, 0, 4096, 0, EINV, 0 },
-	{ "flush no_hole", F, NOHOLE, 0, 0, 0, EINV, 0 },
-	{ "trim", T, 0, 0, 4096, 0, 0, 0 },
-	{ "trim fua", T, FUA, 0, 4096, 0, 0, 0 },
-	{ "trim no_hole", T, NOHOLE, 0, 4096, 0, EINV, 0 },
-	{ "trim df", T, DF, 0, 4096, 1, EINV, 0 },
-	{ "cache", C, 0, 0, 4096, 0, 0, 0 },
-	{ "cache fua", C, FUA, 0, 4096, 0, 0, 0 },
-	{ "cache df", C, DF, 0, 4096, 1, EINV, 0 },
-	{ "write_zeroes", WZ, 0, 0, 4096, 0, 0, 0 },
-	{ "write_zeroes fua", WZ, FUA, 0, 4096, 0, 0, 0 },
-	{ "write_zeroes no_hole", WZ, NOHOLE, 0, 4096, 0, 0, 0 },
-	{ "write_zeroes fast_zero", WZ, FASTZ, 0, 4096, 0, 0, 0 },
-	{ "write_zeroes all", WZ, FUA | NOHOLE | FASTZ, 0, 4096, 0, 0, 0 },
-	{ "write_zeroes df", WZ, DF, 0, 4096, 1, EINV, 0 },
-	{ "write_zeroes req_one", WZ, REQONE, 0, 4096, 0, EINV, 0 },
-	{ "block_status", BS, 0, 0, 4096, 1, EINV, 0 },
-	{ "block_status req_one", BS, REQONE, 0, 4096, 1, EINV, 0 },
-	{ "resize", RS, 0, 0, 0, 1, EINV, 0 },
-	{ "unknown 9", 9, 0, 0, 4096, 1, EINV, 0 },
-	{ "unknown 0xffff", 0xffff, 0, 0, 4096, 1, EINV, 0 },
+	{ "read", R, 0, 4096, 4096, 0, 0 },
+	{ "read fua", R, FUA, 4096, 4096, 0, 0 },
+	{ "read df, simple", R, DF, 0, 4096, 0, EINV },
+	{ "read df, structured", R, DF, 0, 4096, 1, 0 },
+	{ "read df fua", R, DF | FUA, 0, 4096, 1, 0 },
+	{ "read no_hole", R, NOHOLE, 0, 4096, 1, EINV },
+	{ "read req_one", R, REQONE, 0, 4096, 1, EINV },
+	{ "read fast_zero", R, FASTZ, 0, 4096, 1, EINV },
+	{ "read payload_len", R, PLEN, 0, 4096, 1, EINV },
+	{ "read bit 6", R, 0x40, 0, 4096, 1, EINV },
+	{ "read bit 15", R, 0x8000, 0, 4096, 1, EINV },
+	{ "write", W, 0, 0, 4096, 0, 0 },
+	{ "write fua", W, FUA, 0, 4096, 0, 0 },
+	{ "write no_hole", W, NOHOLE, 0, 4096, 0, EINV },
+	{ "write df", W, DF, 0, 4096, 1, EINV },
+	{ "write fast_zero", W, FASTZ, 0, 4096, 0, EINV },
+	{ "write req_one", W, REQONE, 0, 4096, 0, EINV },
+	{ "write payload_len", W, PLEN, 0, 4096, 0, EINV },
+	{ "disc", D, 0, 0, 0, 0, 0 },
+	{ "disc with junk", D, 0xffff, 123, 77, 1, 0 },
+	{ "flush", F, 0, 0, 0, 0, 0 },
+	{ "flush fua", F, FUA, 0, 0, 0, 0 },
+	{ "flush offset", F, 0, 4096, 0, 0, EINV },
+	{ "flush length", F, 0, 0, 4096, 0, EINV },
+	{ "flush no_hole", F, NOHOLE, 0, 0, 0, EINV },
+	{ "trim", T, 0, 0, 4096, 0, 0 },
+	{ "trim fua", T, FUA, 0, 4096, 0, 0 },
+	{ "trim no_hole", T, NOHOLE, 0, 4096, 0, EINV },
+	{ "trim df", T, DF, 0, 4096, 1, EINV },
+	{ "cache", C, 0, 0, 4096, 0, 0 },
+	{ "cache fua", C, FUA, 0, 4096, 0, 0 },
+	{ "cache df", C, DF, 0, 4096, 1, EINV },
+	{ "write_zeroes", WZ, 0, 0, 4096, 0, 0 },
+	{ "write_zeroes fua", WZ, FUA, 0, 4096, 0, 0 },
+	{ "write_zeroes no_hole", WZ, NOHOLE, 0, 4096, 0, 0 },
+	{ "write_zeroes fast_zero", WZ, FASTZ, 0, 4096, 0, 0 },
+	{ "write_zeroes all", WZ, FUA | NOHOLE | FASTZ, 0, 4096, 0, 0 },
+	{ "write_zeroes df", WZ, DF, 0, 4096, 1, EINV },
+	{ "write_zeroes req_one", WZ, REQONE, 0, 4096, 0, EINV },
+	{ "block_status", BS, 0, 0, 4096, 1, EINV },
+	{ "block_status req_one", BS, REQONE, 0, 4096, 1, EINV },
+	{ "resize", RS, 0, 0, 0, 1, EINV },
+	{ "unknown 9", 9, 0, 0, 4096, 1, EINV },
+	{ "unknown 0xffff", 0xffff, 0, 0, 4096, 1, EINV },
 
 	/* Range. */
-	{ "read last block", R, 0, VOL - MIN, MIN, 0, 0, 0 },
-	{ "read whole max at end", R, 0, VOL - MAX, MAX, 0, 0, 0 },
-	{ "read past end", R, 0, VOL - MIN, 2 * MIN, 0, EINV, 0 },
-	{ "read at end", R, 0, VOL, MIN, 0, EINV, 0 },
-	{ "read beyond end", R, 0, VOL * 2, MIN, 0, EINV, 0 },
-	{ "write last block", W, 0, VOL - MIN, MIN, 0, 0, 0 },
-	{ "write past end", W, 0, VOL - MIN, 2 * MIN, 0, ENOSP, 0 },
-	{ "write at end", W, 0, VOL, MIN, 0, ENOSP, 0 },
-	{ "write_zeroes past end", WZ, 0, VOL - MIN, 2 * MIN, 0, ENOSP, 0 },
-	{ "trim past end", T, 0, VOL - MIN, 2 * MIN, 0, EINV, 0 },
-	{ "cache past end", C, 0, VOL - MIN, 2 * MIN, 0, EINV, 0 },
+	{ "read last block", R, 0, VOL - MIN, MIN, 0, 0 },
+	{ "read whole max at end", R, 0, VOL - MAX, MAX, 0, 0 },
+	{ "read past end", R, 0, VOL - MIN, 2 * MIN, 0, EINV },
+	{ "read at end", R, 0, VOL, MIN, 0, EINV },
+	{ "read beyond end", R, 0, VOL * 2, MIN, 0, EINV },
+	{ "write last block", W, 0, VOL - MIN, MIN, 0, 0 },
+	{ "write past end", W, 0, VOL - MIN, 2 * MIN, 0, ENOSP },
+	{ "write at end", W, 0, VOL, MIN, 0, ENOSP },
+	{ "write_zeroes past end", WZ, 0, VOL - MIN, 2 * MIN, 0, ENOSP },
+	{ "trim past end", T, 0, VOL - MIN, 2 * MIN, 0, EINV },
+	{ "cache past end", C, 0, VOL - MIN, 2 * MIN, 0, EINV },
 
 	/* offset + length would wrap: out of range, not in range. */
-	{ "read wraps", R, 0, UINT64_MAX - 511, 1024, 0, EINV, 0 },
-	{ "write wraps", W, 0, UINT64_MAX - 511, 1024, 0, ENOSP, 0 },
-	{ "trim wraps", T, 0, UINT64_MAX - 511, 1024, 0, EINV, 0 },
-	{ "write_zeroes wraps", WZ, 0, UINT64_MAX - 511, 1024, 0, ENOSP, 0 },
+	{ "read wraps", R, 0, UINT64_MAX - 511, 1024, 0, EINV },
+	{ "write wraps", W, 0, UINT64_MAX - 511, 1024, 0, ENOSP },
+	{ "trim wraps", T, 0, UINT64_MAX - 511, 1024, 0, EINV },
+	{ "write_zeroes wraps", WZ, 0, UINT64_MAX - 511, 1024, 0, ENOSP },
 
 	/* Alignment to min_block (512). */
-	{ "read unaligned offset", R, 0, 100, MIN, 0, EINV, 0 },
-	{ "read unaligned length", R, 0, 0, 100, 0, EINV, 0 },
-	{ "write unaligned offset", W, 0, MIN + 1, MIN, 0, EINV, 0 },
-	{ "write unaligned length", W, 0, 0, MIN + 1, 0, EINV, 0 },
-	{ "trim unaligned", T, 0, 1, MIN, 0, EINV, 0 },
-	{ "write_zeroes unaligned", WZ, 0, 0, 1, 0, EINV, 0 },
-	{ "cache unaligned", C, 0, 0, 7, 0, EINV, 0 },
-	{ "unaligned beats range", W, 0, VOL - 1, MIN, 0, EINV, 0 },
+	{ "read unaligned offset", R, 0, 100, MIN, 0, EINV },
+	{ "read unaligned length", R, 0, 0, 100, 0, EINV },
+	{ "write unaligned offset", W, 0, MIN + 1, MIN, 0, EINV },
+	{ "write unaligned length", W, 0, 0, MIN + 1, 0, EINV },
+	{ "trim unaligned", T, 0, 1, MIN, 0, EINV },
+	{ "write_zeroes unaligned", WZ, 0, 0, 1, 0, EINV },
+	{ "cache unaligned", C, 0, 0, 7, 0, EINV },
+	{ "unaligned beats range", W, 0, VOL - 1, MIN, 0, EINV },
 
 	/* Zero length. */
-	{ "read zero", R, 0, 0, 0, 0, EINV, 0 },
-	{ "write zero", W, 0, 0, 0, 0, EINV, 0 },
-	{ "trim zero", T, 0, 0, 0, 0, EINV, 0 },
-	{ "cache zero", C, 0, 0, 0, 0, EINV, 0 },
-	{ "write_zeroes zero", WZ, 0, 0, 0, 0, EINV, 0 },
+	{ "read zero", R, 0, 0, 0, 0, EINV },
+	{ "write zero", W, 0, 0, 0, 0, EINV },
+	{ "trim zero", T, 0, 0, 0, 0, EINV },
+	{ "cache zero", C, 0, 0, 0, 0, EINV },
+	{ "write_zeroes zero", WZ, 0, 0, 0, 0, EINV },
 
 	/* Maximum block size: READ and WRITE only. */
-	{ "read max", R, 0, 0, MAX, 0, 0, 0 },
-	{ "read over max", R, 0, 0, MAX + MIN, 0, EINV, 0 },
-	{ "write max", W, 0, 0, MAX, 0, 0, 0 },
-	{ "write over max, skippable", W, 0, 0, MAX + MIN, 0, EINV, 0 },
-	{ "write over max, at 2^25", W, 0, 0, UINT32_C(1) << 25, 0, EINV, 1 },
+	{ "read max", R, 0, 0, MAX, 0, 0 },
+	{ "read over max", R, 0, 0, MAX + MIN, 0, EINV },
+	{ "write max", W, 0, 0, MAX, 0, 0 },
+	{ "write over max, skippable", W, 0, 0, MAX + MIN, 0, EINV },
+	{ "write over max, at 2^25", W, 0, 0, UINT32_C(1) << 25, 0, EINV },
 	{ "write just under 2^25", W, 0, 0, (UINT32_C(1) << 25) - MIN, 0,
-	    EINV, 0 },
-	{ "write huge", W, 0, 0, UINT32_MAX - 511, 0, EINV, 1 },
-	{ "write huge bad flag", W, DF, 0, UINT32_MAX - 511, 0, EINV, 1 },
-	{ "write huge past end", W, 0, VOL, UINT32_C(1) << 26, 0, EINV, 1 },
-	{ "read huge: no payload", R, 0, 0, UINT32_MAX - 511, 0, EINV, 0 },
-	{ "trim over max", T, 0, 0, 64 * MAX, 0, 0, 0 },
-	{ "write_zeroes over max", WZ, 0, 0, 64 * MAX, 0, 0, 0 },
-	{ "write_zeroes fast over max", WZ, FASTZ, 0, 64 * MAX, 0, 0, 0 },
-	{ "cache over max", C, 0, 0, 64 * MAX, 0, 0, 0 },
-	{ "write bad flag, small", W, NOHOLE, 0, MAX, 0, EINV, 0 },
+	    EINV },
+	{ "write huge", W, 0, 0, UINT32_MAX - 511, 0, EINV },
+	{ "write huge bad flag", W, DF, 0, UINT32_MAX - 511, 0, EINV },
+	{ "write huge past end", W, 0, VOL, UINT32_C(1) << 26, 0, EINV },
+	{ "read huge: no payload", R, 0, 0, UINT32_MAX - 511, 0, EINV },
+	{ "trim over max", T, 0, 0, 64 * MAX, 0, 0 },
+	{ "write_zeroes over max", WZ, 0, 0, 64 * MAX, 0, 0 },
+	{ "write_zeroes fast over max", WZ, FASTZ, 0, 64 * MAX, 0, 0 },
+	{ "cache over max", C, 0, 0, 64 * MAX, 0, 0 },
+	{ "write bad flag, small", W, NOHOLE, 0, MAX, 0, EINV },
 };
 
 START_TEST(test_check_table)
@@ -651,34 +650,18 @@ START_TEST(test_check_table)
 		.flags = (uint16_t)c->flags, .type = (uint16_t)c->type,
 		.handle = 7, .offset = c->offset, .length = c->length,
 	};
-	int close = 2, rc;
+	int rc;
 
-	rc = nbd_check_request(&r, c->structured ? &lim_sr : &lim, &close);
+	rc = nbd_check_request(&r, c->structured ? &lim_sr : &lim);
 	ck_assert_msg(rc == c->want, "%s: got %d, want %d", c->name, rc,
 	    c->want);
-	ck_assert_msg(close == c->close, "%s: must_close %d, want %d",
-	    c->name, close, c->close);
-}
-END_TEST
-
-START_TEST(test_check_must_close_cleared)
-{
-	struct nbd_request r = { .type = NBD_CMD_WRITE, .length = 4096 };
-	int close = 1;
-
-	ck_assert_int_eq(nbd_check_request(&r, &lim, &close), 0);
-	ck_assert_int_eq(close, 0);
-	close = 1;
-	r.type = NBD_CMD_DISC;
-	ck_assert_int_eq(nbd_check_request(&r, &lim, &close), 0);
-	ck_assert_int_eq(close, 0);
 }
 END_TEST
 
 START_TEST(test_check_export_caps_max)
 {
 	/* max_block unlimited, export 64 MiB: the export is the effective
-	 * maximum, so a 128 MiB WRITE is refused and too big to skip. */
+	 * maximum, so a 128 MiB WRITE is refused. */
 	const struct nbd_limits l = {
 		.export_size = UINT64_C(1) << 26, .min_block = 1,
 		.pref_block = 4096, .max_block = 0xffffffff,
@@ -686,18 +669,14 @@ START_TEST(test_check_export_caps_max)
 	struct nbd_request r = {
 		.type = NBD_CMD_WRITE, .offset = 0, .length = UINT32_C(1) << 27,
 	};
-	int close;
 
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), NBD_ENOSPC);
-	ck_assert_int_eq(close, 1);
+	ck_assert_int_eq(nbd_check_request(&r, &l), NBD_ENOSPC);
 	r.length = UINT32_C(1) << 26;	/* the whole export: fine */
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), 0);
-	ck_assert_int_eq(close, 0);
-	/* 4 KiB past the end of a small write: ENOSPC, skipped. */
+	ck_assert_int_eq(nbd_check_request(&r, &l), 0);
+	/* 4 KiB past the end of a small write: ENOSPC. */
 	r.offset = (UINT64_C(1) << 26) - 4096;
 	r.length = 8192;
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), NBD_ENOSPC);
-	ck_assert_int_eq(close, 0);
+	ck_assert_int_eq(nbd_check_request(&r, &l), NBD_ENOSPC);
 }
 END_TEST
 
@@ -709,20 +688,19 @@ START_TEST(test_check_byte_granular)
 		.max_block = 0xffffffff, .structured = 1,
 	};
 	struct nbd_request r = { .type = NBD_CMD_READ, .length = 1 };
-	int close;
 
 	r.offset = UINT64_MAX - 1;
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), 0);
+	ck_assert_int_eq(nbd_check_request(&r, &l), 0);
 	r.offset = UINT64_MAX;
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), NBD_EINVAL);
+	ck_assert_int_eq(nbd_check_request(&r, &l), NBD_EINVAL);
 	r.offset = UINT64_MAX - 3;
 	r.length = 4;
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), NBD_EINVAL);
+	ck_assert_int_eq(nbd_check_request(&r, &l), NBD_EINVAL);
 	r.length = 3;
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), 0);
+	ck_assert_int_eq(nbd_check_request(&r, &l), 0);
 	r.offset = 1;
 	r.length = 3;
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), 0);
+	ck_assert_int_eq(nbd_check_request(&r, &l), 0);
 }
 END_TEST
 
@@ -737,16 +715,14 @@ START_TEST(test_check_df_overflow)
 		.type = NBD_CMD_READ, .flags = NBD_CMD_FLAG_DF,
 		.length = UINT32_MAX - 8,
 	};
-	int close;
 
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), 0);
+	ck_assert_int_eq(nbd_check_request(&r, &l), 0);
 	r.length = UINT32_MAX - 7;
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), NBD_EOVERFLOW);
-	ck_assert_int_eq(close, 0);
+	ck_assert_int_eq(nbd_check_request(&r, &l), NBD_EOVERFLOW);
 	r.length = UINT32_MAX;
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), NBD_EOVERFLOW);
+	ck_assert_int_eq(nbd_check_request(&r, &l), NBD_EOVERFLOW);
 	r.flags = 0;
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), 0);
+	ck_assert_int_eq(nbd_check_request(&r, &l), 0);
 }
 END_TEST
 
@@ -757,11 +733,10 @@ START_TEST(test_check_zero_limits)
 	struct nbd_request r = {
 		.type = NBD_CMD_WRITE, .offset = 1, .length = UINT32_C(1) << 28,
 	};
-	int close;
 
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), 0);
+	ck_assert_int_eq(nbd_check_request(&r, &l), 0);
 	r.flags = NBD_CMD_FLAG_DF;
-	ck_assert_int_eq(nbd_check_request(&r, &l, &close), NBD_EINVAL);
+	ck_assert_int_eq(nbd_check_request(&r, &l), NBD_EINVAL);
 }
 END_TEST
 
@@ -1194,7 +1169,6 @@ nbd_suite(void)
 	tc = tcase_create("Limits");
 	tcase_add_loop_test(tc, test_check_table, 0,
 	    (int)(sizeof(req_cases) / sizeof(req_cases[0])));
-	tcase_add_test(tc, test_check_must_close_cleared);
 	tcase_add_test(tc, test_check_export_caps_max);
 	tcase_add_test(tc, test_check_byte_granular);
 	tcase_add_test(tc, test_check_df_overflow);
