@@ -96,6 +96,7 @@ struct stream {
 	BIO		*s_net;		/* our end of the pair */
 	size_t		 s_wpend;	/* an SSL_write to repeat, its size */
 	int		 s_eof;		/* the socket said EOF */
+	int		 s_broken;	/* a socket error: nothing to linger for */
 	unsigned long	 s_err[STREAM_NERR];
 	unsigned	 s_nerr;
 	unsigned	 s_errpos;
@@ -124,6 +125,107 @@ struct stream {
 
 /* Whether this thread holds some stream's s_lock (callbacks wait). */
 static __thread int stream_locked;
+
+static int
+again(int e)
+{
+	return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+/* ---- Lingering close ------------------------------------------------- */
+
+/*
+ * A socket closed with input still unread makes the kernel send a reset,
+ * which throws away what is still queued to the peer: the last replies of
+ * an NBD client, a mirror's last acks and goodbye. So a stream that ends
+ * whole shuts its write side and reads (and drops) what still comes, until
+ * the peer's EOF or LINGER_SECS, before the close. Event thread only.
+ */
+#define LINGER_SECS	2
+#define LINGER_MAX	256	/* lingering sockets at most; more close now */
+
+struct lingering_fd {
+	struct event	*l_ev;
+	int		 l_fd;
+	struct lingering_fd	*l_next;
+	struct lingering_fd	*l_prev;
+};
+
+static struct lingering_fd *lingering;
+static unsigned nlingering;
+
+static void
+linger_end(struct lingering_fd *l)
+{
+	if (l->l_prev != NULL)
+		l->l_prev->l_next = l->l_next;
+	else
+		lingering = l->l_next;
+	if (l->l_next != NULL)
+		l->l_next->l_prev = l->l_prev;
+	nlingering--;
+	event_free(l->l_ev);
+	close(l->l_fd);
+	free(l);
+}
+
+/* Drops what the peer sent. Returns 1 while more may come. */
+static int
+linger_drain(int fd)
+{
+	static char sink[65536];
+	ssize_t n;
+
+	while ((n = read(fd, sink, sizeof(sink))) > 0)
+		;
+	return n < 0 && again(errno);
+}
+
+static void
+linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	if ((what & EV_READ) && linger_drain(fd))
+		return;
+	linger_end(arg);
+}
+
+static void
+linger_close(struct stream *s)
+{
+	struct timeval tv = { LINGER_SECS, 0 };
+	struct lingering_fd *l;
+
+	if (s->s_eof || s->s_broken || s->s_phase == PH_CONNECT ||
+	    s->s_rev == NULL || nlingering >= LINGER_MAX ||
+	    shutdown(s->s_fd, SHUT_WR) != 0 ||
+	    (l = calloc(1, sizeof(*l))) == NULL) {
+		close(s->s_fd);
+		return;
+	}
+	l->l_fd = s->s_fd;
+	l->l_ev = event_new(event_get_base(s->s_rev), s->s_fd,
+	    EV_READ | EV_PERSIST, linger_cb, l);
+	if (l->l_ev == NULL || event_add(l->l_ev, &tv) != 0) {
+		if (l->l_ev != NULL)
+			event_free(l->l_ev);
+		free(l);
+		close(s->s_fd);
+		return;
+	}
+	if ((l->l_next = lingering) != NULL)
+		lingering->l_prev = l;
+	lingering = l;
+	nlingering++;
+}
+
+void
+stream_linger_end_all(void)
+{
+	while (lingering != NULL) {
+		(void)linger_drain(lingering->l_fd);
+		linger_end(lingering);
+	}
+}
 
 static void
 stream_destroy(struct stream *s)
@@ -159,7 +261,7 @@ stream_destroy(struct stream *s)
 	if (s->s_net != NULL)
 		BIO_free(s->s_net);
 	if (s->s_fd != -1)
-		close(s->s_fd);
+		linger_close(s);
 	free(s);
 }
 
@@ -195,6 +297,9 @@ stream_arm(struct stream *s)
 static int
 call_end(struct stream *s, enum stream_end what, int err)
 {
+	if (what == STREAM_READ_ERROR || what == STREAM_WRITE_ERROR ||
+	    what == STREAM_CONNECT_ERROR)
+		s->s_broken = 1;
 	if (stream_locked) {
 		/* Offloaded, under s_lock: s_fail delivers the first end. */
 		if (!s->s_failed) {
@@ -241,12 +346,6 @@ stream_leave(struct stream *s)
 {
 	if (--s->s_busy == 0 && s->s_dead)
 		stream_destroy(s);
-}
-
-static int
-again(int e)
-{
-	return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
 }
 
 /*

@@ -84,7 +84,15 @@ struct stream *stream_connect_tls(struct event_base *base,
     const struct sockaddr *addr, socklen_t addrlen, SSL *ssl, size_t in_max,
     size_t out_low, const struct stream_cbs *cbs, void *arg);
 
+/*
+ * Frees s. Its socket is closed once what was queued has gone: a stream
+ * that did not fail shuts its write side and drops what the peer still
+ * sends, until the peer's EOF or 2 s, so that the close sends no reset.
+ */
 void stream_free(struct stream *s);
+/* At exit, before the base is freed: closes those sockets now, after
+ * dropping what they hold. */
+void stream_linger_end_all(void);
 
 /*
  * Hands a TLS stream's writes to a thread of its own, from now on: it

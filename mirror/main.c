@@ -204,6 +204,7 @@ main(int argc, char **argv)
 		event_free(sigs[i]);
 	if (m->mr_stop_timer != NULL)
 		event_free(m->mr_stop_timer);
+	stream_linger_end_all();
 	event_base_free(m->mr_base);
 	SSL_CTX_free(m->mr_ssl);
 	storage_close(&m->mr_st);

@@ -258,6 +258,7 @@ main(int argc, char **argv)
 		event_free(sigs[i]);
 	event_free(stop_timer);
 	event_free(p->p_cr_timer);
+	stream_linger_end_all();
 	event_base_free(p->p_base);
 	SSL_CTX_free(p->p_ssl);
 	storage_close(&p->p_st);

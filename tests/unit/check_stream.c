@@ -127,6 +127,7 @@ fix_down(void)
 		stream_free(F.e.s);
 	if (F.peer != -1)
 		close(F.peer);
+	stream_linger_end_all();
 	event_base_free(F.base);
 }
 
@@ -278,6 +279,44 @@ START_TEST(write_to_a_closed_peer_ends_with_its_errno)
 	LOOP_UNTIL(F.e.ended == 1);
 	ck_assert_int_eq(F.e.what, STREAM_WRITE_ERROR);
 	ck_assert_int_eq(F.e.err, EPIPE);
+	fix_down();
+}
+END_TEST
+
+/*
+ * Freed with input unread, a stream sends what it queued, then EOF: not a
+ * reset, which makes the peer lose what it had not read yet (on TCP the
+ * kernel drops it; here the peer's next read fails). It drops what still
+ * comes until the peer closes.
+ */
+START_TEST(free_with_input_unread_ends_in_eof_not_a_reset)
+{
+	uint8_t out[3000], got[sizeof(out) + 1], junk[4096];
+	ssize_t n;
+	size_t off = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	fix_up(1 << 20);
+	pattern(out, sizeof(out), 7);
+	memset(junk, 'j', sizeof(junk));
+	ck_assert_int_eq(write(F.peer, junk, sizeof(junk)), sizeof(junk));
+	evbuffer_add(stream_output(F.e.s), out, sizeof(out));
+	LOOP_UNTIL(stream_output_pending(F.e.s) == 0);
+	stream_free(F.e.s);
+	F.e.s = NULL;
+	while ((n = read(F.peer, got + off, sizeof(got) - off)) > 0)
+		off += (size_t)n;
+	ck_assert_msg(n == 0, "read after the data: %s", strerror(errno));
+	ck_assert_uint_eq(off, sizeof(out));
+	ck_assert_int_eq(memcmp(got, out, sizeof(out)), 0);
+	/* Still open: what the peer sends now is read and dropped. */
+	ck_assert_int_eq(write(F.peer, junk, sizeof(junk)), sizeof(junk));
+	event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	ck_assert_int_eq(write(F.peer, junk, sizeof(junk)), sizeof(junk));
+	/* The peer's close ends it. */
+	close(F.peer);
+	F.peer = -1;
+	event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	fix_down();
 }
 END_TEST
@@ -458,6 +497,7 @@ tls_down_fix(void)
 	close(T.lfd);
 	SSL_CTX_free(T.sctx);
 	SSL_CTX_free(T.cctx);
+	stream_linger_end_all();
 	event_base_free(T.base);
 }
 
@@ -827,6 +867,7 @@ stream_suite(void)
 	tcase_add_test(tc, reading_stops_at_the_input_limit);
 	tcase_add_test(tc, eof_ends_the_stream);
 	tcase_add_test(tc, write_to_a_closed_peer_ends_with_its_errno);
+	tcase_add_test(tc, free_with_input_unread_ends_in_eof_not_a_reset);
 	tcase_add_test(tc, loop_polls_after_input_and_stops_on_exit);
 	tcase_add_test(tc, poll_window_grows_for_near_input_and_shrinks_for_far);
 	suite_add_tcase(s, tc);
