@@ -19,9 +19,11 @@
  * entry keeps its request while the client still waits for the mirror
  * (sync, memsync; and sync reads, which always wait for APPLIED so that
  * "sync complete" means applied). When the window stays full for
- * primary.congestion_timeout, the mirror is dropped and the primary goes on alone
- * (DESIGN.md: never block the consumer forever); what it missed is in the
- * change record, and the reconnect resyncs it.
+ * primary.congestion_timeout, or the oldest frame in it has waited that
+ * long for its APPLIED (a mirror that answers pings but applies nothing,
+ * behind a window that is not full), the mirror is dropped and the primary
+ * goes on alone (DESIGN.md: never block the consumer forever); what it
+ * missed is in the change record, and the reconnect resyncs it.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -56,6 +58,7 @@ enum repl_state { R_IDLE, R_CONNECTING, R_HELLO, R_CR, R_UP, R_BACKOFF,
 
 struct ring_ent {
 	uint64_t	 re_seq;
+	uint64_t	 re_sent_ns;
 	uint64_t	 re_bytes;
 	struct preq	*re_r;		/* still waiting for the mirror, or NULL */
 	unsigned	 re_need;	/* WIRE_ACK_* that answers re_r */
@@ -72,6 +75,7 @@ struct repl {
 	char		 rp_addr[256];
 	struct event	*rp_timer;	/* backoff, hello timeout, ping */
 	struct event	*rp_cong;	/* window full too long */
+	struct event	*rp_stall;	/* the oldest frame unapplied too long */
 	unsigned	 rp_backoff;
 	char		 rp_last_err[256];	/* logged once per change */
 	uint64_t	 rp_last_send_ns;
@@ -240,6 +244,43 @@ ack_needed(struct primary *p, const struct preq *r)
 	}
 }
 
+/* Times the ring's oldest frame: primary.congestion_timeout after it left. */
+static void
+stall_arm(struct repl *rp)
+{
+	uint64_t limit = rp->rp_p->p_cfg.congestion_timeout * 1000000000ull;
+	uint64_t age, left;
+	struct timeval tv;
+
+	if (rp->rp_len == 0)
+		return;
+	age = now_ns() - ring_at(rp, 0)->re_sent_ns;
+	left = age >= limit ? 0 : limit - age;
+	tv.tv_sec = (time_t)(left / 1000000000u);
+	tv.tv_usec = (suseconds_t)(left % 1000000000u / 1000u);
+	evtimer_add(rp->rp_stall, &tv);
+}
+
+static void
+stalled(evutil_socket_t fd, short what, void *arg)
+{
+	struct repl *rp = arg;
+	const struct ring_ent *e;
+
+	(void)fd; (void)what;
+	if (rp->rp_state != R_UP || rp->rp_len == 0)
+		return;
+	e = ring_at(rp, 0);
+	if (now_ns() - e->re_sent_ns >=
+	    rp->rp_p->p_cfg.congestion_timeout * 1000000000ull) {
+		repl_drop(rp, "operation %llu not applied within %u s; going "
+		    "on alone", (unsigned long long)e->re_seq,
+		    rp->rp_p->p_cfg.congestion_timeout);
+		return;
+	}
+	stall_arm(rp);		/* a newer frame is the oldest now */
+}
+
 /* Encodes r's frame and moves it from the send queue to the ring. */
 static void
 frame_out(struct repl *rp, struct preq *r)
@@ -306,6 +347,7 @@ frame_out(struct repl *rp, struct preq *r)
 
 	e = ring_push(rp);
 	e->re_seq = op->seq;
+	e->re_sent_ns = rp->rp_last_send_ns;
 	e->re_bytes = h.plen + WIRE_HDR_SIZE;
 	e->re_need = ack_needed(p, r);
 	e->re_acked = 0;
@@ -317,6 +359,8 @@ frame_out(struct repl *rp, struct preq *r)
 	rp->rp_bytes += e->re_bytes;
 	if (e->re_need == 0)
 		r->pr_state |= PR_REMOTE_DONE;
+	if (!evtimer_pending(rp->rp_stall, NULL))
+		stall_arm(rp);
 	io_sent(p, r);		/* may answer and free r */
 }
 
@@ -824,6 +868,7 @@ repl_drop(struct repl *rp, const char *fmt, ...)
 	}
 	event_del(rp->rp_timer);
 	event_del(rp->rp_cong);
+	event_del(rp->rp_stall);
 	rp->rp_state = rp->rp_state == R_DONE ? R_DONE : R_BACKOFF;
 
 	while (rp->rp_len > 0) {
@@ -884,7 +929,9 @@ repl_init(struct primary *p, char *err, size_t errlen)
 	snprintf(rp->rp_addr, sizeof(rp->rp_addr), "%s", p->p_cfg.mirror_addr);
 	rp->rp_timer = evtimer_new(p->p_base, repl_timer, rp);
 	rp->rp_cong = evtimer_new(p->p_base, congestion, rp);
-	if (rp->rp_timer == NULL || rp->rp_cong == NULL) {
+	rp->rp_stall = evtimer_new(p->p_base, stalled, rp);
+	if (rp->rp_timer == NULL || rp->rp_cong == NULL ||
+	    rp->rp_stall == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -905,6 +952,7 @@ repl_shutdown(struct primary *p)
 	rp->rp_state = R_DONE;
 	event_del(rp->rp_timer);
 	event_del(rp->rp_cong);
+	event_del(rp->rp_stall);
 }
 
 void
@@ -918,6 +966,7 @@ repl_fini(struct primary *p)
 		stream_free(rp->rp_s);
 	event_free(rp->rp_timer);
 	event_free(rp->rp_cong);
+	event_free(rp->rp_stall);
 	free(rp->rp_ring);
 	free(rp->rp_crbits);
 	free(rp);

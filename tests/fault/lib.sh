@@ -248,15 +248,20 @@ fuse_disk() {
 	    fail "could not point the $_who at the FUSE file"
 }
 
-# fuse_file WHO[.meta] BACKING SIZE [writes]: fuse_disk over nbdkit's eval
-# plugin, on the file BACKING (SIZE bytes). Its flushes (and its writes,
-# with "writes") fail with EIO while $T/inject exists. (nbdkit 1.32's error
-# filter cannot fail a flush.) In the plugin's calls $3 is the count, $4
-# the offset.
+# fuse_file WHO[.meta] BACKING SIZE [writes|stall]: fuse_disk over nbdkit's
+# eval plugin, on the file BACKING (SIZE bytes). Its flushes (and its
+# writes, with "writes") fail with EIO while $T/inject exists. (nbdkit
+# 1.32's error filter cannot fail a flush.) With "stall", its writes and
+# flushes wait instead while $T/stall exists. In the plugin's calls $3 is
+# the count, $4 the offset.
 fuse_file() {
 	_inj="if [ -e '$T/inject' ]; then echo 'EIO injected' >&2; exit 1; fi;"
 	_winj=""
-	[ "${4:-}" = writes ] && _winj=$_inj
+	case ${4:-} in
+	writes) _winj=$_inj ;;
+	stall)	_inj="while [ -e '$T/stall' ]; do sleep 0.2; done;"
+		_winj=$_inj ;;
+	esac
 	fuse_disk "$1" eval \
 	    get_size="echo $3" \
 	    pread="dd if='$2' iflag=skip_bytes,count_bytes skip=\$4 count=\$3 status=none" \
