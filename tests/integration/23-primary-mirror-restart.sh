@@ -84,8 +84,8 @@ phase() {
 
 how=KILL phase kill 2 0
 how=TERM phase term 3 16M
-grep -q 'window full' "$PRIMARY_LOG" &&
-    fail "the window filled up: $(grep 'window full' "$PRIMARY_LOG")"
+grep -Eq 'window full|not applied within' "$PRIMARY_LOG" &&
+    fail "the mirror was dropped as congested: $(grep -E 'window full|not applied within' "$PRIMARY_LOG")"
 
 stop_primary || fail "duet-primary exited with $?"
 stop_mirror || fail "duet-mirror exited with $?"
