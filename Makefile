@@ -61,7 +61,7 @@ FUZZERS   := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
 FAULTPROXY:= $(if $(FAULT_SRC),$(B)/tests/duet-faultproxy)
 # The suites of the modules that run threads: the engine, its wake-ups, the
 # pool and the stream's sender thread.
-TSAN_UNITS:= $(patsubst %,build-tsan/tests/check_%,tg wake pool stream)
+TSAN_UNITS:= $(patsubst %,build-tsan/tests/check_%,tg wake pool stream resolve)
 
 .SECONDARY:
 .PHONY: all check deps demo fuzz fuzz-if-clang tsan bench clean install

@@ -44,6 +44,7 @@
 
 #include "common/log.h"
 #include "common/notify.h"
+#include "common/resolve.h"
 #include "common/status.h"
 #include "common/stream.h"
 #include "common/tls.h"
@@ -76,6 +77,7 @@ struct repl {
 	struct event	*rp_timer;	/* backoff, hello timeout, ping */
 	struct event	*rp_cong;	/* window full too long */
 	struct event	*rp_stall;	/* the oldest frame unapplied too long */
+	struct resolve	*rp_resolve;	/* primary.mirror's name, resolving */
 	unsigned	 rp_backoff;
 	char		 rp_last_err[256];	/* logged once per change */
 	uint64_t	 rp_last_send_ns;
@@ -801,24 +803,16 @@ static const struct stream_cbs repl_cbs = {
 	.end = repl_end,
 };
 
+/* primary.mirror resolved: connect and start TLS. */
 static void
-repl_connect(struct repl *rp)
+repl_resolved(int rc, struct addrinfo *res, void *arg)
 {
+	struct repl *rp = arg;
 	struct primary *p = rp->rp_p;
-	struct addrinfo hints, *res = NULL;
-	struct timeval tv = { (time_t)p->p_cfg.connect_timeout, 0 };
-	char host[256], port[16];
 	SSL *ssl;
-	int rc;
 
-	if (config_split_hostport(p->p_cfg.mirror_addr, host, sizeof(host),
-	    port, sizeof(port)) != 0) {
-		repl_drop(rp, "primary.mirror is not host:port");
-		return;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+	rp->rp_resolve = NULL;
+	if (rc != 0) {
 		repl_drop(rp, "%s", gai_strerror(rc));
 		return;
 	}
@@ -835,8 +829,26 @@ repl_connect(struct repl *rp)
 		return;
 	}
 	stream_set_reading(rp->rp_s, 1);
+}
+
+/* Resolves (on a thread) and connects, all within connect_timeout. */
+static void
+repl_connect(struct repl *rp)
+{
+	struct primary *p = rp->rp_p;
+	struct timeval tv = { (time_t)p->p_cfg.connect_timeout, 0 };
+	char host[256], port[16];
+
+	if (config_split_hostport(p->p_cfg.mirror_addr, host, sizeof(host),
+	    port, sizeof(port)) != 0) {
+		repl_drop(rp, "primary.mirror is not host:port");
+		return;
+	}
 	rp->rp_state = R_CONNECTING;
 	evtimer_add(rp->rp_timer, &tv);
+	if ((rp->rp_resolve = resolve_start(p->p_base, host, port,
+	    repl_resolved, rp)) == NULL)
+		repl_drop(rp, "cannot resolve: %s", strerror(errno));
 }
 
 /*
@@ -861,6 +873,10 @@ repl_drop(struct repl *rp, const char *fmt, ...)
 		rp->rp_drops++;
 		rp->rp_since = time(NULL);
 		notify_status("mirror %s: disconnected: %s", rp->rp_addr, msg);
+	}
+	if (rp->rp_resolve != NULL) {
+		resolve_cancel(rp->rp_resolve);
+		rp->rp_resolve = NULL;
 	}
 	if (rp->rp_s != NULL) {
 		stream_free(rp->rp_s);
@@ -949,6 +965,10 @@ repl_shutdown(struct primary *p)
 
 	if (rp->rp_state == R_UP)
 		send_hdr(rp, &bye, NULL);
+	if (rp->rp_resolve != NULL) {
+		resolve_cancel(rp->rp_resolve);
+		rp->rp_resolve = NULL;
+	}
 	rp->rp_state = R_DONE;
 	event_del(rp->rp_timer);
 	event_del(rp->rp_cong);
@@ -962,6 +982,8 @@ repl_fini(struct primary *p)
 
 	if (rp == NULL)
 		return;
+	if (rp->rp_resolve != NULL)
+		resolve_cancel(rp->rp_resolve);
 	if (rp->rp_s != NULL)
 		stream_free(rp->rp_s);
 	event_free(rp->rp_timer);
