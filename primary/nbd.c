@@ -21,7 +21,12 @@
  * that does not read. DISC, ABORT, a protocol error, nbd_shutdown() all
  * close this way (requests still unread then are never started, and the
  * client sees the connection close without their answers); EOF or a
- * socket error drops the socket at once.
+ * socket error drops the socket at once. At nbd_shutdown(), a connection
+ * in CS_TRANS with requests in flight drains first (c_draining): it goes
+ * on reading, answers every new request with NBD_ESHUTDOWN ("The error
+ * value issued in respect of these requests and any subsequently received
+ * requests SHOULD be NBD_ESHUTDOWN"), and closes once the last request in
+ * flight is answered.
  *
  * Who frees what: the connection owns its stream (c_s, NULL once the
  * socket is gone). Each request handed to io.c holds a pointer to the
@@ -109,6 +114,7 @@ struct nbd_conn {
 	struct nbd_limits c_lim;
 	uint16_t	 c_tflags;
 	int		 c_closing;	/* no more reading; close when done */
+	int		 c_draining;	/* stopping: ESHUTDOWN to new requests */
 	int		 c_close_armed;	/* c_timer is the close timeout */
 	int		 c_outfull;	/* reading paused for output */
 	unsigned	 c_inflight;	/* requests io.c holds */
@@ -169,6 +175,14 @@ req_decide(const struct nbd_request *req, const struct nbd_limits *lim,
 		return RA_REPLY;
 	}
 	return RA_SUBMIT;
+}
+
+/* A request that comes while the server stops. */
+static enum req_action
+req_shutdown(const struct nbd_request *req, int *err)
+{
+	*err = NBD_ESHUTDOWN;
+	return nbd_request_payload(req) > 0 ? RA_SKIP : RA_REPLY;
 }
 
 /* Data bytes a request carries in pr_data: in (WRITE) or out (READ). */
@@ -381,6 +395,8 @@ conn_may_read(struct nbd_conn *c)
 {
 	if (c->c_s == NULL || c->c_closing || conn_out_full(c))
 		return 0;
+	if (c->c_draining)
+		return 1;	/* nothing it reads goes to io.c */
 	if (c->c_state == CS_TRANS && (c->c_p->p_paused || c->c_p->p_wfull ||
 	    c->c_inflight >= NBD_CONN_MAX_INFLIGHT))
 		return 0;
@@ -505,6 +521,8 @@ nbd_reply(struct preq *r)
 		VERIFY(c->c_pend_read >= len);
 		c->c_pend_read -= len;
 	}
+	if (c->c_draining && c->c_inflight == 0)
+		conn_close(c);
 	conn_update(c);
 }
 
@@ -788,7 +806,8 @@ tr_request(struct nbd_conn *c, struct evbuffer *in)
 		conn_fail(c, "request: %s", nbd_strerror(rc));
 		return STEP_STOP;
 	}
-	switch (req_decide(&req, &c->c_lim, &err)) {
+	switch (c->c_draining && req.type != NBD_CMD_DISC ?
+	    req_shutdown(&req, &err) : req_decide(&req, &c->c_lim, &err)) {
 	case RA_DISC:
 		evbuffer_drain(in, sizeof(buf));
 		log_debug("client %u (%s): DISC, %u requests in flight",
@@ -797,14 +816,15 @@ tr_request(struct nbd_conn *c, struct evbuffer *in)
 		return STEP_STOP;
 	case RA_SKIP:
 		evbuffer_drain(in, sizeof(buf));
-		req_refused(c, &req, err);
+		if (err != NBD_ESHUTDOWN)
+			req_refused(c, &req, err);
 		c->c_skip = nbd_request_payload(&req);
 		c->c_skip_handle = req.handle;
 		c->c_skip_err = err;
 		return STEP_OK;
 	case RA_REPLY:
 		evbuffer_drain(in, sizeof(buf));
-		if (err != 0 && err != NBD_ENOTSUP)
+		if (err != 0 && err != NBD_ENOTSUP && err != NBD_ESHUTDOWN)
 			req_refused(c, &req, err);
 		conn_reply(c, req.type, req.handle, (uint32_t)err, req.offset,
 		    NULL, 0);
@@ -1197,8 +1217,15 @@ nbd_shutdown(struct primary *p)
 	struct nbd_conn *c;
 
 	listeners_free(p);
-	for (c = p->p_conns; c != NULL; c = c->c_next)
-		conn_close(c);
+	for (c = p->p_conns; c != NULL; c = c->c_next) {
+		if (c->c_s != NULL && !c->c_closing && c->c_state == CS_TRANS &&
+		    c->c_inflight > 0) {
+			c->c_draining = 1;
+			conn_update(c);
+		} else {
+			conn_close(c);
+		}
+	}
 }
 
 /*
