@@ -3,9 +3,9 @@
 # the page cache are applied by the thread that received them on both
 # daemons (engine.inline_ops counts them); with inline_us = 0 every op goes
 # to a worker thread (inline_ops stays 0). The first pair also polls
-# (mirror.poll_us: engine.polls grows on both daemons, and neither's
-# engine.poll_window_us passes poll_us), the second never does (polls and
-# the window stay 0). Either way fio's verify pass reads back what it
+# (mirror.poll_us: engine.polls grows on both daemons over a run of one
+# write at a time, and neither's engine.poll_window_us passes poll_us),
+# the second never does (polls and the window stay 0). Either way fio's verify pass reads back what it
 # wrote and the mirror equals the primary byte for byte.
 NEED_PRIMARY=1
 . "$(dirname "$0")/lib.sh"
@@ -53,6 +53,12 @@ run() {
 	    --verify_fatal=1 --verify_state_save=0 --randrepeat=1 \
 	    >"$T/fio.out" 2>&1 ||
 	    fail "fio (inline_us $1): $(tail -5 "$T/fio.out")"
+	# One write at a time leaves CPU to spare, which polling needs (at
+	# QD 8 a busy host may leave it none).
+	fio --name=qd1 --ioengine=nbd --uri="$NBD_URI" --rw=randwrite \
+	    --bs=4k --iodepth=1 --offset=16M --size=2M --randrepeat=1 \
+	    >"$T/fio-qd1.out" 2>&1 ||
+	    fail "fio QD 1 (inline_us $1): $(tail -5 "$T/fio-qd1.out")"
 	set -- "$1" $(engine "$PRIMARY_STATUS") $(engine "$MIRROR_STATUS")
 	[ $# -eq 9 ] || fail "no engine object in the status (inline_us $1)"
 	echo "     inline_us $1: primary $3 of $2 ops inline, mirror $7 of $6;" \
