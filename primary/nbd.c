@@ -466,10 +466,13 @@ conn_reply(struct nbd_conn *c, uint16_t cmd, uint64_t handle, uint32_t err,
 		evbuffer_add(out, data, len);
 }
 
-/* A request refused by this file: warn once per client, then debug. */
+/* A request refused by this file: warn once per client, then debug (a
+ * stopping server's ESHUTDOWN is not a refusal). */
 static void
 req_refused(struct nbd_conn *c, const struct nbd_request *req, int err)
 {
+	if (err == NBD_ESHUTDOWN)
+		return;		/* the stop is logged once */
 	if (c->c_nrefused++ == 0)
 		conn_log_warn(c, "%s %llu+%u (flags 0x%x) refused: %s (further "
 		    "refusals logged at debug level)", nbd_cmd_name(req->type),
@@ -816,15 +819,14 @@ tr_request(struct nbd_conn *c, struct evbuffer *in)
 		return STEP_STOP;
 	case RA_SKIP:
 		evbuffer_drain(in, sizeof(buf));
-		if (err != NBD_ESHUTDOWN)
-			req_refused(c, &req, err);
+		req_refused(c, &req, err);
 		c->c_skip = nbd_request_payload(&req);
 		c->c_skip_handle = req.handle;
 		c->c_skip_err = err;
 		return STEP_OK;
 	case RA_REPLY:
 		evbuffer_drain(in, sizeof(buf));
-		if (err != 0 && err != NBD_ENOTSUP && err != NBD_ESHUTDOWN)
+		if (err != 0 && err != NBD_ENOTSUP)
 			req_refused(c, &req, err);
 		conn_reply(c, req.type, req.handle, (uint32_t)err, req.offset,
 		    NULL, 0);

@@ -246,18 +246,26 @@ ack_needed(struct primary *p, const struct preq *r)
 	}
 }
 
-/* Times the ring's oldest frame: primary.congestion_timeout after it left. */
+/* Until the ring's oldest frame has waited primary.congestion_timeout
+ * (0: it has). The ring is not empty. */
+static uint64_t
+stall_left_ns(struct repl *rp)
+{
+	uint64_t limit = rp->rp_p->p_cfg.congestion_timeout * 1000000000ull;
+	uint64_t age = now_ns() - ring_at(rp, 0)->re_sent_ns;
+
+	return age >= limit ? 0 : limit - age;
+}
+
 static void
 stall_arm(struct repl *rp)
 {
-	uint64_t limit = rp->rp_p->p_cfg.congestion_timeout * 1000000000ull;
-	uint64_t age, left;
+	uint64_t left;
 	struct timeval tv;
 
 	if (rp->rp_len == 0)
 		return;
-	age = now_ns() - ring_at(rp, 0)->re_sent_ns;
-	left = age >= limit ? 0 : limit - age;
+	left = stall_left_ns(rp);
 	tv.tv_sec = (time_t)(left / 1000000000u);
 	tv.tv_usec = (suseconds_t)(left % 1000000000u / 1000u);
 	evtimer_add(rp->rp_stall, &tv);
@@ -267,20 +275,16 @@ static void
 stalled(evutil_socket_t fd, short what, void *arg)
 {
 	struct repl *rp = arg;
-	const struct ring_ent *e;
 
 	(void)fd; (void)what;
 	if (rp->rp_state != R_UP || rp->rp_len == 0)
 		return;
-	e = ring_at(rp, 0);
-	if (now_ns() - e->re_sent_ns >=
-	    rp->rp_p->p_cfg.congestion_timeout * 1000000000ull) {
+	if (stall_left_ns(rp) == 0)
 		repl_drop(rp, "operation %llu not applied within %u s; going "
-		    "on alone", (unsigned long long)e->re_seq,
+		    "on alone", (unsigned long long)ring_at(rp, 0)->re_seq,
 		    rp->rp_p->p_cfg.congestion_timeout);
-		return;
-	}
-	stall_arm(rp);		/* a newer frame is the oldest now */
+	else
+		stall_arm(rp);	/* a newer frame is the oldest now */
 }
 
 /* Encodes r's frame and moves it from the send queue to the ring. */
@@ -803,6 +807,16 @@ static const struct stream_cbs repl_cbs = {
 	.end = repl_end,
 };
 
+/* A lookup under way is not wanted any more. */
+static void
+repl_resolve_cancel(struct repl *rp)
+{
+	if (rp->rp_resolve != NULL) {
+		resolve_cancel(rp->rp_resolve);
+		rp->rp_resolve = NULL;
+	}
+}
+
 /* primary.mirror resolved: connect and start TLS. */
 static void
 repl_resolved(int rc, struct addrinfo *res, void *arg)
@@ -874,10 +888,7 @@ repl_drop(struct repl *rp, const char *fmt, ...)
 		rp->rp_since = time(NULL);
 		notify_status("mirror %s: disconnected: %s", rp->rp_addr, msg);
 	}
-	if (rp->rp_resolve != NULL) {
-		resolve_cancel(rp->rp_resolve);
-		rp->rp_resolve = NULL;
-	}
+	repl_resolve_cancel(rp);
 	if (rp->rp_s != NULL) {
 		stream_free(rp->rp_s);
 		rp->rp_s = NULL;
@@ -965,10 +976,7 @@ repl_shutdown(struct primary *p)
 
 	if (rp->rp_state == R_UP)
 		send_hdr(rp, &bye, NULL);
-	if (rp->rp_resolve != NULL) {
-		resolve_cancel(rp->rp_resolve);
-		rp->rp_resolve = NULL;
-	}
+	repl_resolve_cancel(rp);
 	rp->rp_state = R_DONE;
 	event_del(rp->rp_timer);
 	event_del(rp->rp_cong);
@@ -982,8 +990,7 @@ repl_fini(struct primary *p)
 
 	if (rp == NULL)
 		return;
-	if (rp->rp_resolve != NULL)
-		resolve_cancel(rp->rp_resolve);
+	repl_resolve_cancel(rp);
 	if (rp->rp_s != NULL)
 		stream_free(rp->rp_s);
 	event_free(rp->rp_timer);
