@@ -301,6 +301,7 @@ io_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct primary *p = arg;
 	struct cq_node *n, *next;
+	uint64_t now = now_ns();
 
 	(void)fd; (void)what;
 	for (n = cq_take(&p->p_cq); n != NULL; n = next) {
@@ -308,6 +309,7 @@ io_drain(evutil_socket_t fd, short what, void *arg)
 
 		next = n->cq_next;
 		r->pr_state |= PR_LOCAL_DONE;
+		r->pr_local_ns = now;
 		/* The mirror may now have writes this disk lost. */
 		if (r->pr_op.type == TG_FLUSH && r->pr_local_status != 0)
 			cr_check_flushes(&p->p_cr);

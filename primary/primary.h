@@ -80,6 +80,7 @@ struct preq {
 	unsigned	 pr_state;	/* PR_* */
 	int		 pr_status;	/* 0 or a positive errno for the client */
 	int		 pr_local_status;	/* set by a worker */
+	uint64_t	 pr_local_ns;	/* now_ns() once PR_LOCAL_DONE */
 	uint64_t	 pr_frontier;	/* sent to the mirror with it */
 	int		 pr_nonzero;	/* sync read: data not all zero (atomic) */
 	uint8_t		 pr_cr;		/* PR_CR_*: its hold on the AL */

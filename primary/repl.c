@@ -19,10 +19,10 @@
  * entry keeps its request while the client still waits for the mirror
  * (sync, memsync; and sync reads, which always wait for APPLIED so that
  * "sync complete" means applied). When the window stays full for
- * primary.congestion_timeout, or the oldest frame in it has waited that
- * long for its APPLIED (a mirror that answers pings but applies nothing,
- * behind a window that is not full), the mirror is dropped and the primary
- * goes on alone (DESIGN.md: never block the consumer forever); what it
+ * primary.congestion_timeout, or a client has waited that long on the
+ * mirror alone (a mirror that answers pings but applies nothing, behind a
+ * window that is not full), the mirror is dropped and the primary goes on
+ * alone (DESIGN.md: never block the consumer forever); what it
  * missed is in the change record, and the reconnect resyncs it.
  */
 #include <sys/socket.h>
@@ -76,7 +76,7 @@ struct repl {
 	char		 rp_addr[256];
 	struct event	*rp_timer;	/* backoff, hello timeout, ping */
 	struct event	*rp_cong;	/* window full too long */
-	struct event	*rp_stall;	/* the oldest frame unapplied too long */
+	struct event	*rp_stall;	/* a client waits on the mirror too long */
 	struct resolve	*rp_resolve;	/* primary.mirror's name, resolving */
 	unsigned	 rp_backoff;
 	char		 rp_last_err[256];	/* logged once per change */
@@ -246,28 +246,20 @@ ack_needed(struct primary *p, const struct preq *r)
 	}
 }
 
-/* Until the ring's oldest frame has waited primary.congestion_timeout
- * (0: it has). The ring is not empty. */
-static uint64_t
-stall_left_ns(struct repl *rp)
-{
-	uint64_t limit = rp->rp_p->p_cfg.congestion_timeout * 1000000000ull;
-	uint64_t age = now_ns() - ring_at(rp, 0)->re_sent_ns;
-
-	return age >= limit ? 0 : limit - age;
-}
+/*
+ * The stall check, every STALL_TICK s while a client waits on the ring:
+ * how long has a client waited on the mirror alone, since its frame left
+ * and its local part was done (a FLUSH waits for the local fdatasync too,
+ * which may be as slow as the mirror's, and is no reason to drop it)?
+ * Past primary.congestion_timeout, the mirror is dropped.
+ */
+#define STALL_TICK	1
 
 static void
 stall_arm(struct repl *rp)
 {
-	uint64_t left;
-	struct timeval tv;
+	struct timeval tv = { STALL_TICK, 0 };
 
-	if (rp->rp_len == 0)
-		return;
-	left = stall_left_ns(rp);
-	tv.tv_sec = (time_t)(left / 1000000000u);
-	tv.tv_usec = (suseconds_t)(left % 1000000000u / 1000u);
 	evtimer_add(rp->rp_stall, &tv);
 }
 
@@ -275,16 +267,33 @@ static void
 stalled(evutil_socket_t fd, short what, void *arg)
 {
 	struct repl *rp = arg;
+	uint64_t now = now_ns(), waited = 0, seq = 0, since;
+	int waiting = 0;
+	size_t i;
 
 	(void)fd; (void)what;
-	if (rp->rp_state != R_UP || rp->rp_len == 0)
+	if (rp->rp_state != R_UP)
 		return;
-	if (stall_left_ns(rp) == 0)
+	for (i = 0; i < rp->rp_len; i++) {
+		const struct ring_ent *e = ring_at(rp, i);
+
+		if (e->re_r == NULL)
+			continue;
+		waiting = 1;
+		if (!(e->re_r->pr_state & PR_LOCAL_DONE))
+			continue;
+		since = MAX(e->re_sent_ns, e->re_r->pr_local_ns);
+		if (now > since && now - since > waited) {
+			waited = now - since;
+			seq = e->re_seq;
+		}
+	}
+	if (waited >= rp->rp_p->p_cfg.congestion_timeout * 1000000000ull)
 		repl_drop(rp, "operation %llu not applied within %u s; going "
-		    "on alone", (unsigned long long)ring_at(rp, 0)->re_seq,
+		    "on alone", (unsigned long long)seq,
 		    rp->rp_p->p_cfg.congestion_timeout);
-	else
-		stall_arm(rp);	/* a newer frame is the oldest now */
+	else if (waiting)
+		stall_arm(rp);
 }
 
 /* Encodes r's frame and moves it from the send queue to the ring. */
@@ -365,7 +374,7 @@ frame_out(struct repl *rp, struct preq *r)
 	rp->rp_bytes += e->re_bytes;
 	if (e->re_need == 0)
 		r->pr_state |= PR_REMOTE_DONE;
-	if (!evtimer_pending(rp->rp_stall, NULL))
+	if (e->re_r != NULL && !evtimer_pending(rp->rp_stall, NULL))
 		stall_arm(rp);
 	io_sent(p, r);		/* may answer and free r */
 }

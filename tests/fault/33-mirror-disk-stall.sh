@@ -2,9 +2,9 @@
 # 33-mirror-disk-stall: the mirror's disk stops completing writes and
 # flushes (nbdkit's eval plugin behind nbdfuse waits while $T/stall
 # exists), while its event loop goes on answering pings. The window is
-# far from full, so only the age of the oldest unapplied frame can tell:
-# after primary.congestion_timeout (3 s here) the primary drops the mirror
-# and answers its client, which would otherwise wait for ever. Once the
+# far from full, so only how long the client has waited on the mirror can
+# tell: after primary.congestion_timeout (3 s here) the primary drops the
+# mirror and answers its client, which would otherwise wait for ever. Once the
 # disk moves again, the resync brings the mirror level, and after clean
 # stops the two volumes are equal.
 . "$(dirname "$0")/lib.sh"
