@@ -1069,16 +1069,11 @@ stream_reading(const struct stream *s)
 void
 stream_set_timeout(struct stream *s, const struct timeval *tv)
 {
-	static const struct timeval now = { 0, 0 };
-
-	/* A new limit counts from the last input: a reload must not give a
-	 * silent peer a fresh start. The callback looks at once. */
-	if (!s->s_has_timeout)
-		s->s_last_in = now_ns();
 	s->s_timeout = *tv;
 	s->s_has_timeout = 1;
+	s->s_last_in = now_ns();
 	if (s->s_reading)
-		evtimer_add(s->s_tev, &now);
+		evtimer_add(s->s_tev, &s->s_timeout);
 }
 
 SSL *

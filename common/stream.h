@@ -118,8 +118,7 @@ size_t stream_output_pending(struct stream *s);
 void stream_set_reading(struct stream *s, int on);
 int stream_reading(const struct stream *s);
 
-/* end(STREAM_TIMEOUT) after tv with reading enabled and nothing read. A
- * new tv counts from the last input (or from when reading resumed). */
+/* end(STREAM_TIMEOUT) after tv with reading enabled and nothing read. */
 void stream_set_timeout(struct stream *s, const struct timeval *tv);
 
 SSL *stream_ssl(struct stream *s);

@@ -660,29 +660,6 @@ START_TEST(tls_silence_times_out)
 }
 END_TEST
 
-/* A new timeout (a reload) counts from the last input, not from now. */
-START_TEST(new_timeout_keeps_the_silence_clock)
-{
-	struct timeval tv = { 1, 0 };
-	uint64_t t0;
-
-	fix_up(1 << 20);
-	stream_set_reading(F.e.s, 1);
-	stream_set_timeout(F.e.s, &tv);
-	t0 = now_ns();
-	while (now_ns() - t0 < 800000000ull)
-		event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-	ck_assert_int_eq(F.e.ended, 0);
-	stream_set_timeout(F.e.s, &tv);
-	while (F.e.ended == 0 && now_ns() - t0 < 5000000000ull)
-		event_base_loop(F.base, EVLOOP_ONCE);
-	ck_assert_int_eq(F.e.what, STREAM_TIMEOUT);
-	/* 1 s of silence, not 0.8 + 1. */
-	ck_assert_uint_lt(now_ns() - t0, 1700000000ull);
-	fix_down();
-}
-END_TEST
-
 /* Offloaded streams: the loop runs while the sender works, for 10 s. */
 #define OLOOP_UNTIL(cond) do {						\
 	struct timespec t0_, t_;					\
@@ -891,7 +868,6 @@ stream_suite(void)
 	tcase_add_test(tc, eof_ends_the_stream);
 	tcase_add_test(tc, write_to_a_closed_peer_ends_with_its_errno);
 	tcase_add_test(tc, free_with_input_unread_ends_in_eof_not_a_reset);
-	tcase_add_test(tc, new_timeout_keeps_the_silence_clock);
 	tcase_add_test(tc, loop_polls_after_input_and_stops_on_exit);
 	tcase_add_test(tc, poll_window_grows_for_near_input_and_shrinks_for_far);
 	suite_add_tcase(s, tc);
