@@ -143,10 +143,12 @@ again(int e)
  */
 #define LINGER_SECS	2
 #define LINGER_MAX	256	/* lingering sockets at most; more close now */
+#define LINGER_READS	16	/* reads per wake-up: others' turn after */
 
 struct lingering_fd {
-	struct event	*l_ev;
+	struct event	*l_ev;		/* EV_READ, not persistent */
 	int		 l_fd;
+	uint64_t	 l_end_ns;	/* now_ns() at LINGER_SECS */
 	struct lingering_fd	*l_next;
 	struct lingering_fd	*l_prev;
 };
@@ -169,43 +171,62 @@ linger_end(struct lingering_fd *l)
 	free(l);
 }
 
-/* Drops what the peer sent. Returns 1 while more may come. */
+/* Drops what the peer sent, LINGER_READS reads at most. Returns 1 while
+ * more may come. */
 static int
 linger_drain(int fd)
 {
 	static char sink[65536];
 	ssize_t n;
+	int i;
 
-	while ((n = read(fd, sink, sizeof(sink))) > 0)
-		;
-	return n < 0 && again(errno);
+	for (i = 0; i < LINGER_READS; i++)
+		if ((n = read(fd, sink, sizeof(sink))) <= 0)
+			return n < 0 && again(errno);
+	return 1;
+}
+
+/* Waits for more until l_end_ns; 0, or -1 when the time is up. */
+static int
+linger_wait(struct lingering_fd *l)
+{
+	uint64_t now = now_ns(), left;
+	struct timeval tv;
+
+	if (now >= l->l_end_ns)
+		return -1;
+	left = l->l_end_ns - now;
+	tv.tv_sec = (time_t)(left / 1000000000u);
+	tv.tv_usec = (suseconds_t)(left % 1000000000u / 1000u);
+	return event_add(l->l_ev, &tv);
 }
 
 static void
 linger_cb(evutil_socket_t fd, short what, void *arg)
 {
-	if ((what & EV_READ) && linger_drain(fd))
+	struct lingering_fd *l = arg;
+
+	if ((what & EV_READ) && linger_drain(fd) && linger_wait(l) == 0)
 		return;
-	linger_end(arg);
+	linger_end(l);
 }
 
 static void
-linger_close(struct stream *s)
+linger_close(struct stream *s, struct event_base *base)
 {
-	struct timeval tv = { LINGER_SECS, 0 };
 	struct lingering_fd *l;
 
 	if (s->s_eof || s->s_broken || s->s_phase == PH_CONNECT ||
-	    s->s_rev == NULL || nlingering >= LINGER_MAX ||
+	    base == NULL || nlingering >= LINGER_MAX ||
 	    shutdown(s->s_fd, SHUT_WR) != 0 ||
 	    (l = calloc(1, sizeof(*l))) == NULL) {
 		close(s->s_fd);
 		return;
 	}
 	l->l_fd = s->s_fd;
-	l->l_ev = event_new(event_get_base(s->s_rev), s->s_fd,
-	    EV_READ | EV_PERSIST, linger_cb, l);
-	if (l->l_ev == NULL || event_add(l->l_ev, &tv) != 0) {
+	l->l_end_ns = now_ns() + LINGER_SECS * 1000000000ull;
+	l->l_ev = event_new(base, s->s_fd, EV_READ, linger_cb, l);
+	if (l->l_ev == NULL || linger_wait(l) != 0) {
 		if (l->l_ev != NULL)
 			event_free(l->l_ev);
 		free(l);
@@ -230,6 +251,9 @@ stream_linger_end_all(void)
 static void
 stream_destroy(struct stream *s)
 {
+	struct event_base *base = s->s_rev != NULL ?
+	    event_get_base(s->s_rev) : NULL;
+
 	if (s->s_off) {
 		uint64_t one = 1;
 
@@ -261,7 +285,7 @@ stream_destroy(struct stream *s)
 	if (s->s_net != NULL)
 		BIO_free(s->s_net);
 	if (s->s_fd != -1)
-		linger_close(s);
+		linger_close(s, base);
 	free(s);
 }
 

@@ -85,9 +85,11 @@ struct stream *stream_connect_tls(struct event_base *base,
     size_t out_low, const struct stream_cbs *cbs, void *arg);
 
 /*
- * Frees s. Its socket is closed once what was queued has gone: a stream
- * that did not fail shuts its write side and drops what the peer still
- * sends, until the peer's EOF or 2 s, so that the close sends no reset.
+ * Frees s, and what it has not handed to the kernel yet (owners wait for
+ * stream_output_pending() to reach 0 first). The kernel still sends what
+ * it holds: a stream that did not fail shuts its write side and drops
+ * what the peer still sends, until the peer's EOF or 2 s, so that the
+ * close sends no reset.
  */
 void stream_free(struct stream *s);
 /* At exit, before the base is freed: closes those sockets now, after

@@ -1078,6 +1078,8 @@ repl_disk_failed(struct primary *p)
 		e->re_r = r;
 		e->re_need = WIRE_ACK_APPLIED;
 		r->pr_state &= ~PR_REMOTE_DONE;
+		if (!evtimer_pending(rp->rp_stall, NULL))
+			stall_arm(rp);
 	}
 }
 

@@ -321,6 +321,32 @@ START_TEST(free_with_input_unread_ends_in_eof_not_a_reset)
 }
 END_TEST
 
+/* A peer that keeps sending after the free is cut off 2 s after it. */
+START_TEST(linger_ends_after_two_seconds_whatever_comes)
+{
+	char junk[1000];
+	uint64_t t0;
+	ssize_t n = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	fix_up(1 << 20);
+	memset(junk, 'j', sizeof(junk));
+	ck_assert_int_eq(write(F.peer, junk, sizeof(junk)), sizeof(junk));
+	stream_free(F.e.s);
+	F.e.s = NULL;
+	t0 = now_ns();
+	while (now_ns() - t0 < 4000000000ull) {
+		event_base_loop(F.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		if ((n = write(F.peer, junk, sizeof(junk))) < 0)
+			break;
+		usleep(20000);
+	}
+	ck_assert_msg(n < 0 && errno == EPIPE, "still open after 4 s");
+	ck_assert_uint_ge(now_ns() - t0, 1900000000ull);
+	fix_down();
+}
+END_TEST
+
 static void
 exit_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -861,6 +887,7 @@ stream_suite(void)
 	Suite *s = suite_create("stream");
 	TCase *tc = tcase_create("Core");
 
+	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, reads_in_big_chunks_and_in_order);
 	tcase_add_test(tc, output_waits_for_the_loop_then_goes_in_order);
 	tcase_add_test(tc, full_socket_waits_and_loses_nothing);
@@ -868,6 +895,7 @@ stream_suite(void)
 	tcase_add_test(tc, eof_ends_the_stream);
 	tcase_add_test(tc, write_to_a_closed_peer_ends_with_its_errno);
 	tcase_add_test(tc, free_with_input_unread_ends_in_eof_not_a_reset);
+	tcase_add_test(tc, linger_ends_after_two_seconds_whatever_comes);
 	tcase_add_test(tc, loop_polls_after_input_and_stops_on_exit);
 	tcase_add_test(tc, poll_window_grows_for_near_input_and_shrinks_for_far);
 	suite_add_tcase(s, tc);
