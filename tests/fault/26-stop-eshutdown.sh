@@ -11,6 +11,7 @@
 # after clean stops the volumes are equal.
 . "$(dirname "$0")/lib.sh"
 need python3
+export PYTHONPATH="$TOP/tests"	# nbdraw.py
 
 fault_setup sync 64M
 sed -i 's/^  mode = "sync";$/&\n  stop_timeout = 4;\n  congestion_timeout = 60;/' \
@@ -22,53 +23,29 @@ start_primary
 wait_in_sync
 
 cat >"$T/client.py" <<'EOF'
-import os, socket, struct, sys, time
+import os, socket, sys, time
+from nbdraw import *
 
-NBDMAGIC = 0x4e42444d41474943
-IHAVEOPT = 0x49484156454f5054
-REQMAGIC = 0x25609513
-SREPMAGIC = 0x67446698
-READ, WRITE = 0, 1
 ESHUTDOWN = 108
-
-def recvn(s, n):
-    b = bytearray()
-    while len(b) < n:
-        c = s.recv(n - len(b))
-        if not c:
-            raise EOFError("EOF after %d of %d bytes" % (len(b), n))
-        b += c
-    return bytes(b)
-
-def reply(s):
-    magic, err, h = struct.unpack(">IIQ", recvn(s, 16))
-    assert magic == SREPMAGIC, "reply magic %x" % magic
-    return err, h
 
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(20)
 s.connect(sys.argv[1])
-magic, opt, hflags = struct.unpack(">QQH", recvn(s, 18))
-assert magic == NBDMAGIC and opt == IHAVEOPT
-s.sendall(struct.pack(">I", 1 | 2))
-s.sendall(struct.pack(">QII", IHAVEOPT, 1, 4) + b"vol0")
-recvn(s, 10)
+export_name(s)
 
-s.sendall(struct.pack(">IHHQQI", REQMAGIC, 0, WRITE, 1, 0, 4096) +
-          b"\x11" * 4096)
+request(s, WRITE, 1, 0, 4096, payload=b"\x11" * 4096)
 print("sent", flush=True)
 # The caller sends SIGTERM, then creates the go file.
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.05)
 time.sleep(0.5)
 t0 = time.time()
-s.sendall(struct.pack(">IHHQQI", REQMAGIC, 0, READ, 2, 65536, 4096))
+request(s, READ, 2, 65536, 4096)
 err, h = reply(s)
 assert h == 2, "a reply for handle %d, not the READ's" % h
 assert err == ESHUTDOWN, "READ: error %d, not ESHUTDOWN" % err
 print("ok   READ after SIGTERM: ESHUTDOWN after %.0f ms" % ((time.time() - t0) * 1000))
-s.sendall(struct.pack(">IHHQQI", REQMAGIC, 0, WRITE, 3, 65536, 65536) +
-          b"\x22" * 65536)
+request(s, WRITE, 3, 65536, 65536, payload=b"\x22" * 65536)
 err, h = reply(s)
 assert h == 3 and err == ESHUTDOWN, "WRITE: handle %d error %d" % (h, err)
 print("ok   WRITE after SIGTERM: ESHUTDOWN after its payload")

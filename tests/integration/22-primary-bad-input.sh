@@ -28,6 +28,7 @@ NEED_PRIMARY=1
 need python3
 need fio
 need nbdcopy
+export PYTHONPATH="$TOP/tests"	# nbdraw.py
 
 SIZE=64M
 mk_certs
@@ -40,6 +41,7 @@ wait_synced 1
 cat >"$T/client.py" <<'EOF'
 # A raw NBD client: fixed newstyle handshake by hand, simple replies only.
 import os, socket, struct, sys, time
+from nbdraw import recvn
 
 SOCK = sys.argv[1]
 SIZE = int(sys.argv[2])
@@ -61,15 +63,6 @@ def check(cond, what):
     else:
         print("FAIL " + what)
         failures.append(what)
-
-def recvn(s, n):
-    b = bytearray()
-    while len(b) < n:
-        c = s.recv(n - len(b))
-        if not c:
-            raise EOFError("EOF after %d of %d bytes" % (len(b), n))
-        b += c
-    return bytes(b)
 
 def connect():
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -11,6 +11,7 @@
 NEED_PRIMARY=1
 . "$(dirname "$0")/lib.sh"
 need python3
+export PYTHONPATH="$TOP/tests"	# nbdraw.py
 
 NBD_PORT=$(free_port)
 mk_certs
@@ -23,43 +24,23 @@ start_primary
 wait_synced 1
 
 cat >"$T/client.py" <<'EOF'
-import os, socket, struct, sys, time
+import os, socket, sys, time
+from nbdraw import *
 
 PORT = int(sys.argv[1])
-NBDMAGIC = 0x4e42444d41474943
-IHAVEOPT = 0x49484156454f5054
-REQMAGIC = 0x25609513
-SREPMAGIC = 0x67446698
-READ, WRITE = 0, 1
 N, LEN = 6, 4 << 20
 
-def recvn(s, n):
-    b = bytearray()
-    while len(b) < n:
-        c = s.recv(min(n - len(b), 1 << 20))
-        if not c:
-            raise EOFError("EOF after %d of %d bytes" % (len(b), n))
-        b += c
-    return bytes(b)
-
 s = socket.create_connection(("127.0.0.1", PORT), timeout=20)
-magic, opt, hflags = struct.unpack(">QQH", recvn(s, 18))
-assert magic == NBDMAGIC and opt == IHAVEOPT and hflags & 1
-s.sendall(struct.pack(">I", 1 | 2))
-# EXPORT_NAME: no block sizes asked for.
-s.sendall(struct.pack(">QII", IHAVEOPT, 1, 4) + b"vol0")
-recvn(s, 10)
+export_name(s)
 
 data = os.urandom(N * LEN)
 for i in range(N):
-    s.sendall(struct.pack(">IHHQQI", REQMAGIC, 0, WRITE, i, i * LEN, LEN) +
-              data[i * LEN:(i + 1) * LEN])
-    magic, err, h = struct.unpack(">IIQ", recvn(s, 16))
-    assert magic == SREPMAGIC and err == 0 and h == i, "write %d" % i
+    request(s, WRITE, i, i * LEN, LEN, payload=data[i * LEN:(i + 1) * LEN])
+    err, h = reply(s)
+    assert err == 0 and h == i, "write %d: error %d" % (i, err)
 
 for i in range(N):
-    s.sendall(struct.pack(">IHHQQI", REQMAGIC, 0, READ, 100 + i, i * LEN,
-                          LEN))
+    request(s, READ, 100 + i, i * LEN, LEN)
 s.sendall(b"\xde\xad\xbe\xef" + b"\0" * 24)
 try:
     s.sendall(os.urandom(1 << 20))
@@ -70,10 +51,9 @@ time.sleep(1)
 try:
     left = set(range(N))	# replies may come in any order
     while left:
-        magic, err, h = struct.unpack(">IIQ", recvn(s, 16))
+        err, h = reply(s)
         i = h - 100
-        assert magic == SREPMAGIC and err == 0 and i in left, \
-            "reply: magic %x err %d handle %d" % (magic, err, h)
+        assert err == 0 and i in left, "reply: error %d handle %d" % (err, h)
         left.remove(i)
         if recvn(s, LEN) != data[i * LEN:(i + 1) * LEN]:
             print("FAIL read %d: the data differs" % i)
