@@ -22,8 +22,8 @@
  * primary.congestion_timeout, or a client has waited that long on the
  * mirror alone (a mirror that answers pings but applies nothing, behind a
  * window that is not full), the mirror is dropped and the primary goes on
- * alone (DESIGN.md: never block the consumer forever); what it
- * missed is in the change record, and the reconnect resyncs it.
+ * alone (DESIGN.md: never block the consumer forever); what it missed is
+ * in the change record, and the reconnect resyncs it.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
