@@ -18,15 +18,15 @@
  * and, from any of them, closing (c_closing): no more reading; the socket
  * is closed once every request in flight is answered and the output is
  * flushed, or NBD_CONN_CLOSE_TIMEOUT s after the last answer for a client
- * that does not read. DISC, ABORT, a protocol error, nbd_shutdown() all
- * close this way (requests still unread then are never started, and the
- * client sees the connection close without their answers); EOF or a
- * socket error drops the socket at once. At nbd_shutdown(), a connection
- * in CS_TRANS with requests in flight drains first (c_draining): it goes
- * on reading, answers every new request with NBD_ESHUTDOWN ("The error
- * value issued in respect of these requests and any subsequently received
- * requests SHOULD be NBD_ESHUTDOWN"), and closes once the last request in
- * flight is answered.
+ * that does not read. DISC, ABORT, a protocol error and nbd_shutdown()
+ * (after a drain, below) all close this way (requests still unread then
+ * are never started, and the client sees the connection close without
+ * their answers); EOF or a socket error drops the socket at once. At
+ * nbd_shutdown(), a connection in CS_TRANS with requests in flight drains
+ * first (c_draining): it goes on reading, answers every new request with
+ * NBD_ESHUTDOWN ("The error value issued in respect of these requests and
+ * any subsequently received requests SHOULD be NBD_ESHUTDOWN"), and
+ * closes once the last request in flight is answered.
  *
  * Who frees what: the connection owns its stream (c_s, NULL once the
  * socket is gone). Each request handed to io.c holds a pointer to the
